@@ -1,0 +1,356 @@
+"""Recalculate .xlsx workbooks in a real spreadsheet engine (LibreOffice or Gnumeric).
+
+Each input is copied with the cached value of its canary cell (``_xlconv!B1``,
+formula ``=21*2``) replaced by a wrong value; an output whose canary does not
+read 42 was therefore not recalculated, whatever the engine claims.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import warnings
+import zipfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from defusedxml import ElementTree
+
+from xlconv.errors import EngineError, WorkbookError
+
+CANARY_SHEET = "_xlconv"
+CANARY_CELL = "B1"
+CANARY_FORMULA = "=21*2"
+CANARY_VALUE = 42
+ENGINES = ("libreoffice", "gnumeric")
+
+_POISON = "-1"
+_BINARIES = {"libreoffice": "soffice", "gnumeric": "ssconvert"}
+_INSTALL_HINTS = {
+    "libreoffice": "LibreOffice (soffice) not found; install it with: "
+    "apt-get install -y --no-install-recommends libreoffice-calc-nogui",
+    "gnumeric": "Gnumeric (ssconvert) not found; install it with: apt-get install -y gnumeric",
+}
+_NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+_OFFICE_DOCUMENT = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"
+_STDERR_TAIL = 2000
+# GLib/GTK chatter that Gnumeric and LibreOffice print even when all goes well.
+_NOISE = re.compile(r"^\(\S+:\d+\): [\w-]+-(WARNING|Message|DEBUG|INFO)\b|javaldx|^\s*$")
+
+
+def find_engine(engine: str = "libreoffice") -> str | None:
+    """Return the path of the engine's command-line binary, or None when it is not installed."""
+    _check_engine_name(engine)
+    return shutil.which(_BINARIES[engine])
+
+
+def recalculate(
+    paths: Sequence[Path | str],
+    out_dir: Path | str,
+    engine: str = "libreoffice",
+    timeout: float = 300,
+    *,
+    _recalc_mode: int = 0,
+) -> list[Path]:
+    """Recalculate each workbook in a real spreadsheet engine; return recalculated copies (same order), written into out_dir.
+
+    ``timeout`` bounds each engine process: the one LibreOffice run that
+    converts all inputs, or each Gnumeric run. ``_recalc_mode`` is for tests:
+    any value but 0 makes the engine skip recalculation, which the canary catches.
+    """
+    _check_engine_name(engine)
+    sources = [Path(p) for p in paths]
+    if not sources:
+        return []
+    with tempfile.TemporaryDirectory(prefix="xlconv-engine-") as tmp:
+        work = Path(tmp)
+        (work / "in").mkdir()
+        (work / "out").mkdir()
+        # Unique temp names: inputs from different folders may share a base name.
+        inputs = [work / "in" / f"{i:03d}.xlsx" for i in range(len(sources))]
+        for src, dest in zip(sources, inputs):
+            _write_poisoned_copy(src, dest)
+        binary = find_engine(engine)
+        if binary is None:
+            raise EngineError(_INSTALL_HINTS[engine])
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        targets = _output_names(sources, out_dir, engine)
+        if engine == "libreoffice":
+            outputs, stderr = _run_libreoffice(binary, inputs, work, timeout, _recalc_mode)
+        else:
+            outputs, stderr = _run_gnumeric(binary, inputs, work, timeout, _recalc_mode)
+        for src, produced, target in zip(sources, outputs, targets):
+            if not produced.is_file():
+                raise EngineError(f"{engine} produced no output for {src}: {_tail(stderr)}")
+            _check_canary(produced, engine, src)
+            shutil.move(produced, target)
+    return targets
+
+
+def _check_engine_name(engine: str) -> None:
+    if engine not in ENGINES:
+        raise EngineError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+
+
+def _output_names(sources: list[Path], out_dir: Path, engine: str) -> list[Path]:
+    taken: set[str] = set()
+    names = []
+    for src in sources:
+        stem, n = src.stem, 1
+        while (name := f"{stem}{f'-{n}' if n > 1 else ''}.{engine}.xlsx") in taken:
+            n += 1
+        taken.add(name)
+        names.append(out_dir / name)
+    return names
+
+
+# --- the canary -------------------------------------------------------------
+
+
+def _write_poisoned_copy(src: Path, dest: Path) -> None:
+    """Copy the workbook member by member, with the canary's cached value set to a wrong one."""
+    try:
+        with zipfile.ZipFile(src) as zin:
+            member = _canary_sheet_member(zin, src)
+            xml = zin.read(member).decode("utf-8")
+            poisoned = _poison_canary(xml, src)
+            with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zout:
+                for info in zin.infolist():
+                    data = poisoned.encode("utf-8") if info.filename == member else zin.read(info)
+                    zout.writestr(info, data)
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, zlib.error, EOFError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise WorkbookError(f"{src}: no such file") from None
+        raise WorkbookError(f"{src}: not an .xlsx workbook ({exc})") from None
+
+
+def _not_xlconv(path: Path) -> WorkbookError:
+    return WorkbookError(f"{path}: not an xlconv workbook (no {CANARY_SHEET}!{CANARY_CELL} canary)")
+
+
+def _canary_sheet_member(zf: zipfile.ZipFile, path: Path) -> str:
+    """Find the zip member holding the canary sheet via the workbook part and its relationships."""
+    names = set(zf.namelist())
+    workbook = _main_part(zf, names)
+    if workbook not in names:
+        raise WorkbookError(f"{path}: not an .xlsx workbook (no {workbook})")
+    try:
+        root = ElementTree.fromstring(zf.read(workbook))
+        rel_id = next(
+            (s.get(f"{_NS_REL}id") for s in root.iter(f"{_NS_MAIN}sheet") if s.get("name") == CANARY_SHEET),
+            None,
+        )
+        if rel_id is None:
+            raise _not_xlconv(path)
+        rels = _read_rels(zf, _rels_name(workbook))
+    except ElementTree.ParseError as exc:
+        raise WorkbookError(f"{path}: not an .xlsx workbook ({exc})") from None
+    target = rels.get(rel_id)
+    if target is None:
+        raise _not_xlconv(path)
+    member = _resolve(workbook, target)
+    if member not in names:
+        raise _not_xlconv(path)
+    return member
+
+
+def _main_part(zf: zipfile.ZipFile, names: set[str]) -> str:
+    if "_rels/.rels" in names:
+        try:
+            for rel in ElementTree.fromstring(zf.read("_rels/.rels")).iter(f"{_NS_PKG_REL}Relationship"):
+                if rel.get("Type") == _OFFICE_DOCUMENT:
+                    return _resolve("", rel.get("Target", ""))
+        except ElementTree.ParseError:
+            pass
+    return "xl/workbook.xml"
+
+
+def _rels_name(part: str) -> str:
+    folder, name = posixpath.split(part)
+    return posixpath.join(folder, "_rels", name + ".rels")
+
+
+def _read_rels(zf: zipfile.ZipFile, name: str) -> dict[str, str]:
+    if name not in zf.namelist():
+        return {}
+    root = ElementTree.fromstring(zf.read(name))
+    return {r.get("Id"): r.get("Target", "") for r in root.iter(f"{_NS_PKG_REL}Relationship")}
+
+
+def _resolve(source_part: str, target: str) -> str:
+    if target.startswith("/"):
+        return posixpath.normpath(target.lstrip("/"))
+    return posixpath.normpath(posixpath.join(posixpath.dirname(source_part), target))
+
+
+_CELL = re.compile(
+    r"(?P<open><(?P<p>\w+:)?c\b(?=[^>]*\sr=[\"']" + CANARY_CELL + r"[\"'])[^>]*?)(?<!/)>"
+    r"(?P<body>.*?)(?P<close></(?P=p)?c>)",
+    re.DOTALL,
+)
+_VALUE = re.compile(r"<(?P<p>\w+:)?v\s*/>|<(?P<q>\w+:)?v>.*?</(?P=q)?v>", re.DOTALL)
+_FORMULA_END = re.compile(r"<(?P<p>\w+:)?f\b[^>]*?(/>|>.*?</(?P=p)?f>)", re.DOTALL)
+_TYPE_ATTR = re.compile(r"\st=[\"'][^\"']*[\"']")
+
+
+def _poison_canary(xml: str, path: Path) -> str:
+    """Return the sheet XML with the canary formula's cached value replaced by a wrong number."""
+    cell = _CELL.search(xml)
+    if cell is None:
+        raise _not_xlconv(path)
+    body, prefix = cell["body"], cell["p"] or ""
+    formula = _FORMULA_END.search(body)
+    if formula is None:
+        raise _not_xlconv(path)
+    value = f"<{prefix}v>{_POISON}</{prefix}v>"
+    if _VALUE.search(body):
+        body = _VALUE.sub(value, body, count=1)
+    else:
+        body = body[: formula.end()] + value + body[formula.end() :]
+    # A string or error type attribute would make the engine read -1 as text.
+    opening = _TYPE_ATTR.sub("", cell["open"]) + ">"
+    return xml[: cell.start()] + opening + body + cell["close"] + xml[cell.end() :]
+
+
+def _check_canary(produced: Path, engine: str, original: Path) -> None:
+    value = _read_canary(produced, engine, original)
+    if value != CANARY_VALUE:
+        raise EngineError(
+            f"{engine} did not recalculate {original}: canary {CANARY_SHEET}!{CANARY_CELL} "
+            f"is {value!r}, expected {CANARY_VALUE}"
+        )
+
+
+def _read_canary(produced: Path, engine: str, original: Path) -> object:
+    from openpyxl import load_workbook
+
+    try:
+        with warnings.catch_warnings():
+            # Gnumeric's output has no default style, which openpyxl warns about.
+            warnings.simplefilter("ignore")
+            wb = load_workbook(produced, data_only=True, read_only=True)
+    except Exception as exc:  # openpyxl raises many unrelated types for a broken file
+        raise EngineError(f"{engine} wrote an unreadable workbook for {original}: {exc}") from None
+    try:
+        if CANARY_SHEET not in wb.sheetnames:
+            return None
+        return wb[CANARY_SHEET][CANARY_CELL].value
+    finally:
+        wb.close()
+
+
+# --- running the engines ----------------------------------------------------
+
+
+def _run_libreoffice(
+    binary: str, inputs: list[Path], work: Path, timeout: float, recalc_mode: int
+) -> tuple[list[Path], str]:
+    profile = work / "profile"
+    _write_libreoffice_profile(profile, recalc_mode)
+    out = work / "out"
+    command = [
+        binary,
+        "--headless",
+        "--norestore",
+        "--nolockcheck",
+        f"-env:UserInstallation={profile.as_uri()}",
+        "--convert-to",
+        "xlsx:Calc MS Excel 2007 XML",
+        "--outdir",
+        str(out),
+        *map(str, inputs),
+    ]
+    stderr = _run("libreoffice", command, work, timeout)
+    return [out / p.name for p in inputs], stderr
+
+
+def _write_libreoffice_profile(profile: Path, recalc_mode: int) -> None:
+    """Write a private profile that always recalculates on load and never runs macros."""
+    items = [
+        ("/org.openoffice.Office.Calc/Formula/Load", "OOXMLRecalcMode", recalc_mode),
+        ("/org.openoffice.Office.Calc/Formula/Load", "ODFRecalcMode", recalc_mode),
+        ("/org.openoffice.Office.Common/Security/Scripting", "MacroSecurityLevel", 3),
+        ("/org.openoffice.Office.Common/Security/Scripting", "DisableMacrosExecution", "true"),
+    ]
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<oor:items xmlns:oor="http://openoffice.org/2001/registry" '
+        'xmlns:xs="http://www.w3.org/2001/XMLSchema" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">',
+        *(
+            f'<item oor:path="{path}"><prop oor:name="{name}" oor:op="fuse">'
+            f"<value>{value}</value></prop></item>"
+            for path, name, value in items
+        ),
+        "</oor:items>",
+    ]
+    (profile / "user").mkdir(parents=True)
+    (profile / "user" / "registrymodifications.xcu").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _run_gnumeric(
+    binary: str, inputs: list[Path], work: Path, timeout: float, recalc_mode: int
+) -> tuple[list[Path], str]:
+    outputs, stderr = [], ""
+    for src in inputs:
+        dest = work / "out" / src.name
+        command = [binary, *(["--recalc"] if recalc_mode == 0 else []),
+                   "--export-type=Gnumeric_Excel:xlsx2", str(src), str(dest)]
+        stderr = _run("gnumeric", command, work, timeout)
+        outputs.append(dest)
+        if not dest.is_file():
+            break  # recalculate() reports this input with this run's stderr
+    outputs += [work / "out" / p.name for p in inputs[len(outputs) :]]
+    return outputs, stderr
+
+
+def _run(engine: str, command: list[str], work: Path, timeout: float) -> str:
+    """Run one engine process in its own process group; return its stderr, minus known noise."""
+    env = {**os.environ, "HOME": str(work)}
+    for var in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        env.pop(var, None)
+    env["GSETTINGS_BACKEND"] = "memory"  # keeps GLib from looking for dconf
+    log = work / "engine.log"
+    with open(log, "wb") as sink:
+        # Output goes to a file, not a pipe: a stray grandchild holding a pipe open would hang us.
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+            env=env, cwd=work, start_new_session=True,
+        )
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise EngineError(f"{engine} did not finish within {timeout:g} s (timeout); killed it") from None
+        finally:
+            _kill_group(proc)  # reap helpers that outlived the main process
+    output = "\n".join(
+        line for line in log.read_text(errors="replace").splitlines() if not _NOISE.search(line)
+    )
+    if code != 0:
+        raise EngineError(f"{engine} failed with exit status {code}: {_tail(output)}")
+    return output
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _tail(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return "(the engine printed nothing)"
+    return text[-_STDERR_TAIL:]

@@ -1,0 +1,118 @@
+"""NumPy reference for the operations on the sheets, with torch.nn.functional's semantics."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+Pair = tuple[int, int]
+
+
+def pair(v: int | Iterable[int]) -> Pair:
+    """(h, w) from an int or a pair, as torch's _pair does."""
+    if isinstance(v, (int, np.integer)):
+        return (int(v), int(v))
+    h, w = v
+    return (int(h), int(w))
+
+
+def out_size(h_in: int, kernel_size: int, stride: int = 1, padding: int = 0,
+             dilation: int = 1, ceil_mode: bool = False) -> int:
+    """Output length along one axis: floor((h_in + 2p - d(k-1) - 1)/s) + 1, torch's pooling rule for ceil_mode."""
+    span = h_in + 2 * padding - dilation * (kernel_size - 1) - 1
+    if ceil_mode:
+        out = -(-span // stride) + 1
+        # torch: the last window must start inside the input or its left padding.
+        if (out - 1) * stride >= h_in + padding:
+            out -= 1
+        return out
+    return span // stride + 1
+
+
+def pad(x: np.ndarray, padding: int | Pair, value: float = 0.0) -> np.ndarray:
+    """Pad the last two axes of a (C, H, W) array with a constant ring."""
+    ph, pw = pair(padding)
+    return np.pad(np.asarray(x, dtype=np.float64), ((0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def dilate_kernel(w: np.ndarray, dilation: int | Pair) -> np.ndarray:
+    """Spread a (..., kh, kw) kernel with zeros between taps, the kernel a dilated conv effectively uses."""
+    dh, dw = pair(dilation)
+    kh, kw = w.shape[-2:]
+    out = np.zeros(w.shape[:-2] + (dh * (kh - 1) + 1, dw * (kw - 1) + 1))
+    out[..., ::dh, ::dw] = w
+    return out
+
+
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: int | Pair = 1,
+           padding: int | Pair = 0, dilation: int | Pair = 1) -> np.ndarray:
+    """Cross-correlation of x (C, H, W) with weight (O, C, kh, kw) plus bias (O,), like F.conv2d."""
+    sh, sw = pair(stride)
+    xp = pad(x, padding)
+    wd = dilate_kernel(np.asarray(weight, dtype=np.float64), dilation)
+    kh, kw = wd.shape[-2:]
+    oh = (xp.shape[1] - kh) // sh + 1
+    ow = (xp.shape[2] - kw) // sw + 1
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw][:, :oh, :ow]
+    out = np.einsum("chwij,ocij->ohw", windows, wd)
+    if bias is not None:
+        out = out + np.asarray(bias, dtype=np.float64)[:, None, None]
+    return out
+
+
+def pool_bounds(i: int, n_in: int, kernel_size: int, stride: int, padding: int, dilation: int = 1) -> tuple[list[int], int]:
+    """Input indices inside the i-th pooling window along one axis, and torch's avg-pool divisor length."""
+    start = i * stride - padding
+    taps = [start + t * dilation for t in range(kernel_size)]
+    # avg_pool2d (count_include_pad) counts the padding ring but not what ceil_mode hangs past it.
+    end = min(start + kernel_size, n_in + padding)
+    return [t for t in taps if 0 <= t < n_in], end - start
+
+
+def _pool(x: np.ndarray, kernel_size, stride, padding, dilation, ceil_mode, reduce) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    k, s, p, d = pair(kernel_size), pair(stride if stride else kernel_size), pair(padding), pair(dilation)
+    _, h, w = x.shape
+    oh = out_size(h, k[0], s[0], p[0], d[0], ceil_mode)
+    ow = out_size(w, k[1], s[1], p[1], d[1], ceil_mode)
+    out = np.empty((x.shape[0], oh, ow))
+    for i in range(oh):
+        rows, nh = pool_bounds(i, h, k[0], s[0], p[0], d[0])
+        for j in range(ow):
+            cols, nw = pool_bounds(j, w, k[1], s[1], p[1], d[1])
+            out[:, i, j] = reduce(x[:, rows][:, :, cols], nh * nw)
+    return out
+
+
+def max_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> np.ndarray:
+    """Max pooling of (C, H, W) like F.max_pool2d (padding never wins the max)."""
+    return _pool(x, kernel_size, stride, padding, dilation, ceil_mode, lambda v, n: v.max(axis=(1, 2)))
+
+
+def avg_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True) -> np.ndarray:
+    """Average pooling of (C, H, W) like F.avg_pool2d."""
+    def mean(v, n):
+        return v.sum(axis=(1, 2)) / (n if count_include_pad else v.shape[1] * v.shape[2])
+    return _pool(x, kernel_size, stride, padding, 1, ceil_mode, mean)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(0, x) element-wise."""
+    return np.maximum(np.asarray(x, dtype=np.float64), 0.0)
+
+
+def lecture_out_size(h_in: float, kernel_size: float, stride: float, padding: float) -> float:
+    """The lecture's unrounded (H_in + 2*padding - kernel_size)/stride + 1, e.g. 55.25."""
+    return (h_in + 2 * padding - kernel_size) / stride + 1
+
+
+def is_integral(a: np.ndarray) -> bool:
+    """Whether every entry is a whole number (chooses the number format)."""
+    a = np.asarray(a, dtype=np.float64)
+    return bool(np.all(np.isfinite(a)) and np.all(a == np.round(a)))
+
+
+__all__ = ["pair", "out_size", "pad", "dilate_kernel", "conv2d", "pool_bounds", "max_pool2d",
+           "avg_pool2d", "relu", "lecture_out_size", "is_integral"]

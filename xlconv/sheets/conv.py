@@ -1,0 +1,509 @@
+"""The convolution worksheet: input and kernel grids, then one band per op, each with live formulas."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from xlconv import formulas as fx
+from xlconv import reference as ref
+from xlconv.book import COL_WIDTH, GRID_ROW_HEIGHT, Book, check_formula, num_format
+from xlconv.cells import MAX_COLS, MAX_ROWS, Grid, a1
+from xlconv.errors import SpecError
+from xlconv.spec import Conv, ConvSheetSpec, Pool, Relu
+
+NOTE_COLUMNS = 24
+LABEL_ROWS = 2  # block label, then channel label
+DIVERGING = dict(type="3_color_scale", min_color="#5A8AC6", mid_type="num", mid_value=0, mid_color="#FFFFFF",
+                 max_color="#F8696B")
+GRAYSCALE = dict(type="2_color_scale", min_color="#000000", max_color="#FFFFFF")
+
+
+@dataclass
+class Placed:
+    """A block laid out on the sheet: its grids (one per channel) and its values at build time."""
+
+    name: str
+    grids: list[Grid]
+    values: np.ndarray  # (C, H, W)
+
+
+def compute(spec: ConvSheetSpec) -> dict[str, np.ndarray]:
+    """Values of every grid and op output, by the NumPy reference."""
+    values = {g.name: g.values for g in spec.grids}
+    for op in spec.ops:
+        values[op.name] = apply(op, values, spec)
+    return values
+
+
+def apply(op, values: dict[str, np.ndarray], spec: ConvSheetSpec) -> np.ndarray:
+    """NumPy output of one op given the values of its inputs."""
+    x = values[op.input]
+    if isinstance(op, Conv):
+        w = np.stack([values[n] for n in op.weight])
+        return ref.conv2d(x, w, op.bias, op.stride, op.padding, op.dilation)
+    if isinstance(op, Pool):
+        if op.mode == "max":
+            return ref.max_pool2d(x, op.kernel_size, op.stride, op.padding, op.dilation, op.ceil_mode)
+        return ref.avg_pool2d(x, op.kernel_size, op.stride, op.padding, op.ceil_mode, op.count_include_pad)
+    return ref.relu(x)
+
+
+class ConvSheet:
+    """Lays out and writes one convolution worksheet into a Book."""
+
+    def __init__(self, book: Book, spec: ConvSheetSpec, values: dict[str, np.ndarray] | None = None):
+        self.book, self.spec = book, spec
+        self.values = values if values is not None else compute(spec)
+        self.ws = book.wb.add_worksheet(spec.sheet)
+        self.placed: dict[str, Placed] = {}
+        self.row = 0
+        self.max_col = NOTE_COLUMNS
+        self.grid_rows: set[int] = set()
+
+    # -- layout helpers -------------------------------------------------------------------------
+
+    def _slot(self, label: str, width: int) -> int:
+        """Columns a block takes, wide enough that its label is not cut by the next one."""
+        return max(width, math.ceil(len(label) / 6.0)) + 1
+
+    def _check_fits(self, grid: Grid, where: str):
+        if not grid.fits():
+            raise SpecError(f"{self.spec.path}: {where} does not fit a worksheet: it would reach cell "
+                            f"{a1(min(grid.bottom, MAX_ROWS - 1), min(grid.right, MAX_COLS - 1))} past Excel's "
+                            f"{MAX_ROWS:,} rows x {MAX_COLS:,} columns")
+
+    def _label(self, row: int, col: int, text: str, bold: bool = True):
+        self.ws.write_string(row, col, text, self.book.fmt(bold=bold, font_size=10))
+
+    def _write_grid(self, grid: Grid, role: str, values: np.ndarray, formula=None, fmt=None):
+        """Write a grid of constants, or of formulas formula(i, j) with their NumPy values cached."""
+        fmt = fmt or self.book.cell_fmt(role, num_format(values))
+        for i in range(grid.height):
+            self.grid_rows.add(grid.top + i)
+            for j in range(grid.width):
+                r, c = grid.top + i, grid.left + j
+                v = float(values[i, j])
+                if formula is None:
+                    self.ws.write_number(r, c, v, fmt)
+                else:
+                    self.ws.write_formula(r, c, check_formula(formula(i, j), f"{self.spec.path}: {self.spec.sheet}!"
+                                                              f"{a1(r, c)}"), fmt, _cached(v))
+        self.max_col = max(self.max_col, grid.right)
+
+    def _band(self, blocks: list[tuple[str, list[str], tuple[int, int], int]], start_col: int = 1) -> list[list[Grid]]:
+        """Place blocks (label, channel labels, (h, w), extra columns) side by side below the cursor."""
+        top = self.row + LABEL_ROWS
+        col = start_col
+        out = []
+        for label, channel_labels, (h, w), _ in blocks:
+            self._label(self.row, col, label)
+            grids = []
+            for k, cl in enumerate(channel_labels):
+                g = Grid(top, col, h, w)
+                self._check_fits(g, f"{label}")
+                if cl:
+                    self._label(self.row + 1, col, cl, bold=False)
+                grids.append(g)
+                col += self._slot(cl, w)
+            col = max(col, grids[0].left + self._slot(label, 0)) + 1
+            out.append(grids)
+        height = max(h for _, _, (h, _w), _ in blocks)
+        self.row = top + height + 1
+        return out
+
+    # -- sheet parts ----------------------------------------------------------------------------
+
+    def build(self):
+        """Write the whole sheet."""
+        self._header()
+        self._inputs()
+        for op in self.spec.ops:
+            if isinstance(op, Conv):
+                self._conv(op)
+            elif isinstance(op, Pool):
+                self._pool(op)
+            else:
+                self._relu(op)
+        self._finish()
+
+    def _header(self):
+        s, b = self.spec, self.book
+        self.ws.write_string(0, 1, s.title, b.fmt(bold=True, font_size=16))
+        note = (s.note + " torch's Conv2d computes a cross-correlation: the kernel slides without being flipped. "
+                "Every output cell is a live formula (click one to read it); change any typed cell and everything "
+                "downstream follows. The size tables are live too, but the maps keep their layout: rebuild with "
+                "xlconv to change stride, padding or dilation.")
+        lines = max(2, math.ceil(len(note) / (NOTE_COLUMNS * 7.5)) + 1)
+        self.ws.merge_range(1, 1, 1, NOTE_COLUMNS, note, b.fmt(text_wrap=True, valign="top", font_size=10))
+        self.ws.set_row(1, 14 * lines)
+        legend = [("input", "input (typed)"), ("kernel", "kernel (typed)"), ("bias", "bias (typed)"),
+                  ("padding", "padding (zeros)"), ("output", "output (formula)"), ("param", "parameter"),
+                  ("pick", "you type here")]
+        col = 1
+        for role, text in legend:
+            self.ws.merge_range(2, col, 2, col + 2, text, b.cell_fmt(role, "@", font_size=9))
+            col += 3
+        self.row = 4
+
+    def _inputs(self):
+        self._label(self.row, 1, "Inputs and kernels: typed numbers, change any of them", bold=True)
+        self.row += 1
+        used_as_kernel = {w for op in self.spec.ops if isinstance(op, Conv) for w in op.weight}
+        blocks, grids = [], []
+        for g in self.spec.grids:
+            c, h, w = g.values.shape
+            label = f"{g.label} ({'x'.join(map(str, g.values.shape if c > 1 else (h, w)))})"
+            blocks.append((label, _channel_labels(c), (h, w), 0))
+            grids.append(g)
+        for g, placed in zip(grids, self._band(blocks)):
+            role = "kernel" if g.name in used_as_kernel else "input"
+            for k, grid in enumerate(placed):
+                self._write_grid(grid, role, g.values[k])
+                if g.colour_scale == "gray":
+                    self.ws.conditional_format(grid.top, grid.left, grid.bottom, grid.right, GRAYSCALE)
+                    # White digits where the picture is dark, so the numbers stay readable.
+                    self.ws.conditional_format(grid.top, grid.left, grid.bottom, grid.right,
+                                               dict(type="cell", criteria="<", value=110,
+                                                    format=self.book.fmt(font_color="#FFFFFF")))
+            self.placed[g.name] = Placed(g.name, placed, g.values)
+            self.book.record(g.name, role, self.spec.sheet, placed, label=g.label, source=g.source,
+                             exercise=list(g.exercise) if g.exercise else None)
+
+    def _op_title(self, op, text: str):
+        self.ws.write_string(self.row, 1, f"{op.label}   =   {text}", self.book.fmt(bold=True, font_size=12,
+                                                                                   font_color="#1F4E79"))
+        self.row += 1
+
+    def _conv(self, op: Conv):
+        spec, book = self.spec, self.book
+        src = self.placed[op.input]
+        c_in = len(src.grids)
+        kh, kw = spec.grid(op.weight[0]).values.shape[1:]
+        weights = ", ".join(op.weight)
+        bias_txt = "None" if op.bias is None else f"{op.name}_bias"
+        self._op_title(op, f"F.conv2d({op.input}, weight=[{weights}], bias={bias_txt}, stride={_t(op.stride)}, "
+                           f"padding={_t(op.padding)}, dilation={_t(op.dilation)})")
+        blocks, kinds = [], []
+        padded_vals = ref.pad(src.values, op.padding)
+        if op.padding != (0, 0):
+            blocks.append((f"{op.input} padded by {_t(op.padding)}", _channel_labels(c_in), padded_vals.shape[1:], 0))
+            kinds.append("padded")
+        dil_vals = {}
+        if op.dilation != (1, 1):
+            for wname in op.weight:
+                dil_vals[wname] = ref.dilate_kernel(self.values[wname], op.dilation)
+                blocks.append((f"{wname} dilated by {_t(op.dilation)}", _channel_labels(c_in),
+                               dil_vals[wname].shape[1:], 0))
+                kinds.append(("dilated", wname))
+        if op.bias is not None:
+            blocks.append(("bias", [""] * len(op.weight), (1, 1), 0))
+            kinds.append("bias")
+        out_vals = self.values[op.name]
+        o, oh, ow = out_vals.shape
+        blocks.append((f"output {o}x{oh}x{ow}" if o > 1 else f"output {oh}x{ow}",
+                       [f"filter {w}" for w in op.weight] if o > 1 else [""], (oh, ow), 0))
+        kinds.append("output")
+        placed = dict(zip([k if isinstance(k, str) else f"dil:{k[1]}" for k in kinds], self._band(blocks)))
+
+        window_src = src
+        if "padded" in placed:
+            grids = placed["padded"]
+            ph, pw = op.padding
+            for k, g in enumerate(grids):
+                inner = src.grids[k]
+                vals = padded_vals[k]
+                pad_fmt = book.cell_fmt("padding", num_format(vals))
+                in_fmt = book.cell_fmt("input", num_format(vals))
+                for i in range(g.height):
+                    self.grid_rows.add(g.top + i)
+                    for j in range(g.width):
+                        ii, jj = i - ph, j - pw
+                        if 0 <= ii < inner.height and 0 <= jj < inner.width:
+                            self.ws.write_formula(g.top + i, g.left + j, fx.copy(inner.cell(ii, jj)), in_fmt,
+                                                  _cached(vals[i, j]))
+                        else:
+                            self.ws.write_number(g.top + i, g.left + j, 0, pad_fmt)
+                self.max_col = max(self.max_col, g.right)
+            window_src = Placed(f"{op.name}_padded", grids, padded_vals)
+            self.book.record(window_src.name, "padded", spec.sheet, grids, input=op.input, padding=list(op.padding))
+        kernels: dict[str, list[Grid]] = {}
+        for wname in op.weight:
+            if f"dil:{wname}" in placed:
+                grids = placed[f"dil:{wname}"]
+                raw = self.placed[wname].grids
+                dh, dw = op.dilation
+                for k, g in enumerate(grids):
+                    vals = dil_vals[wname][k]
+                    self._write_grid(g, "kernel", vals,
+                                     lambda i, j, k=k: fx.copy(raw[k].cell(i // dh, j // dw))
+                                     if i % dh == 0 and j % dw == 0 else "=0")
+                name = f"{op.name}_{wname}_dilated"
+                self.book.record(name, "dilated", spec.sheet, grids, input=wname, dilation=list(op.dilation))
+                kernels[wname] = grids
+            else:
+                kernels[wname] = self.placed[wname].grids
+        bias_cells = placed.get("bias")
+        if bias_cells:
+            bias_fmt = book.cell_fmt("bias", num_format(np.array(op.bias)))
+            for value, g in zip(op.bias, bias_cells):
+                self._write_grid(g, "bias", np.array([[value]]), fmt=bias_fmt)
+            self.book.record(f"{op.name}_bias", "bias", spec.sheet, bias_cells)
+        eh, ew = kernels[op.weight[0]][0].height, kernels[op.weight[0]][0].width
+        out_grids = placed["output"]
+        out_fmt = book.cell_fmt("output", num_format(out_vals))
+        for oc, g in enumerate(out_grids):
+            kgrids = kernels[op.weight[oc]]
+            bias_ref = bias_cells[oc].cell(0, 0, absolute=True) if bias_cells else None
+
+            def formula(i, j, kgrids=kgrids, bias_ref=bias_ref):
+                r0, c0 = i * op.stride[0], j * op.stride[1]
+                wins = [wg.window(r0, c0, eh, ew).ref() for wg in window_src.grids]
+                return fx.conv(wins, [kg.ref(absolute=True) for kg in kgrids], bias_ref)
+
+            self._write_grid(g, "output", out_vals[oc], formula, out_fmt)
+            self.ws.conditional_format(g.top, g.left, g.bottom, g.right, DIVERGING)
+        info = dict(op="conv", input=op.input, weight=list(op.weight), bias=f"{op.name}_bias" if op.bias else None,
+                    stride=list(op.stride), padding=list(op.padding), dilation=list(op.dilation), label=op.label)
+        self.book.record(op.name, "output", spec.sheet, out_grids, **info)
+        self.placed[op.name] = Placed(op.name, out_grids, out_vals)
+        self._size_table(op, src, out_grids, kernel=(kh, kw), top=out_grids[0].top,
+                         left=out_grids[-1].right + 2, kernel_grid=self.placed[op.weight[0]].grids[0])
+        self._trace(op, window_src, kernels, bias_cells, out_grids)
+
+    def _pool(self, op: Pool):
+        src = self.placed[op.input]
+        out_vals = self.values[op.name]
+        c, oh, ow = out_vals.shape
+        self._op_title(op, f"F.{op.mode}_pool2d({op.input}, kernel_size={_t(op.kernel_size)}, stride={_t(op.stride)}, "
+                           f"padding={_t(op.padding)}" + (f", dilation={_t(op.dilation)}" if op.mode == "max" else "")
+                       + f", ceil_mode={op.ceil_mode})")
+        (grids,) = self._band([(f"{op.mode} pooled {c}x{oh}x{ow}" if c > 1 else f"{op.mode} pooled {oh}x{ow}",
+                                _channel_labels(c), (oh, ow), 0)])
+        fmt = self.book.cell_fmt("output", num_format(out_vals) if op.mode == "max" else "0.00")
+        _, h, w = src.values.shape
+        for k, g in enumerate(grids):
+            sg = src.grids[k]
+
+            def formula(i, j, sg=sg):
+                rows, nh = ref.pool_bounds(i, h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0])
+                cols, nw = ref.pool_bounds(j, w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1])
+                if op.dilation == (1, 1):
+                    cells = [sg.window(rows[0], cols[0], len(rows), len(cols)).ref()]
+                else:
+                    cells = [sg.cell(r, cc) for r in rows for cc in cols]
+                divisor = None
+                if op.mode == "avg":
+                    n = nh * nw if op.count_include_pad else len(rows) * len(cols)
+                    divisor = None if n == len(rows) * len(cols) else n
+                return fx.pool(op.mode, cells, divisor)
+
+            self._write_grid(g, "output", out_vals[k], formula, fmt)
+            self.ws.conditional_format(g.top, g.left, g.bottom, g.right, DIVERGING)
+        self.placed[op.name] = Placed(op.name, grids, out_vals)
+        self.book.record(op.name, "output", self.spec.sheet, grids, op=f"{op.mode}_pool", input=op.input,
+                         kernel_size=list(op.kernel_size), stride=list(op.stride), padding=list(op.padding),
+                         dilation=list(op.dilation), ceil_mode=op.ceil_mode, count_include_pad=op.count_include_pad,
+                         label=op.label)
+        self._size_table(op, src, grids, kernel=op.kernel_size, top=grids[0].top, left=grids[-1].right + 2)
+
+    def _relu(self, op: Relu):
+        src = self.placed[op.input]
+        out_vals = self.values[op.name]
+        c, h, w = out_vals.shape
+        self._op_title(op, f"F.relu({op.input}) = MAX(0, x) per cell")
+        (grids,) = self._band([(f"ReLU {c}x{h}x{w}" if c > 1 else f"ReLU {h}x{w}", _channel_labels(c), (h, w), 0)])
+        fmt = self.book.cell_fmt("output", num_format(out_vals))
+        for k, g in enumerate(grids):
+            self._write_grid(g, "output", out_vals[k], lambda i, j, sg=src.grids[k]: fx.relu(sg.cell(i, j)), fmt)
+            self.ws.conditional_format(g.top, g.left, g.bottom, g.right, DIVERGING)
+        self.placed[op.name] = Placed(op.name, grids, out_vals)
+        self.book.record(op.name, "output", self.spec.sheet, grids, op="relu", input=op.input, label=op.label)
+
+    def _size_table(self, op, src: Placed, out_grids: list[Grid], kernel, top: int, left: int,
+                    kernel_grid: Grid | None = None):
+        """Output height and width as live formulas of the input size, kernel, stride, padding, dilation."""
+        b, ws = self.book, self.ws
+        first, last = src.grids[0].cell(0, 0), src.grids[0].cell(src.grids[0].height - 1, src.grids[0].width - 1)
+        rows = [("", "H", "W")]
+        label_fmt = b.fmt(font_size=9, align="right", valign="vcenter")
+        head_fmt = b.fmt(bold=True, font_size=9, align="center")
+        param = b.cell_fmt("param", "0")
+        ws.write_string(top - 1, left, "output size (live)", b.fmt(bold=True, font_size=9))
+        ws.write_string(top, left + 3, "H", head_fmt)
+        ws.write_string(top, left + 4, "W", head_fmt)
+        cells: dict[str, tuple[str, str]] = {}
+        pool = isinstance(op, Pool)
+        entries = [("input size", "in"), ("kernel_size", "k"), ("stride", "s"), ("padding", "p"), ("dilation", "d")]
+        if pool:
+            entries.append(("ceil_mode", "ceil"))
+        entries.append(("output size", "out"))
+        _, h_in, w_in = src.values.shape
+        for n, (text, key) in enumerate(entries, start=1):
+            r = top + n
+            ws.merge_range(r, left, r, left + 2, text, label_fmt)
+            hw = []
+            for axis in (0, 1):
+                c = left + 3 + axis
+                hw.append(a1(r, c))
+                if key == "in":
+                    f = fx.rows_of(first, last) if axis == 0 else fx.columns_of(first, last)
+                    ws.write_formula(r, c, f, b.cell_fmt("input", "0"), (h_in, w_in)[axis])
+                elif key == "k" and kernel_grid is not None:
+                    kf, kl = kernel_grid.cell(0, 0), kernel_grid.cell(kernel_grid.height - 1, kernel_grid.width - 1)
+                    f = fx.rows_of(kf, kl) if axis == 0 else fx.columns_of(kf, kl)
+                    ws.write_formula(r, c, f, b.cell_fmt("kernel", "0"), kernel[axis])
+                elif key == "ceil":
+                    ws.write_boolean(r, c, op.ceil_mode, param)
+                elif key == "out":
+                    i, k, s, p, d = (cells[x][axis] for x in ("in", "k", "s", "p", "d"))
+                    f = fx.out_size(i, k, s, p, d, cells["ceil"][axis] if pool else None)
+                    ws.write_formula(r, c, f, b.cell_fmt("output", "0", bold=True),
+                                     (out_grids[0].height, out_grids[0].width)[axis])
+                else:
+                    value = {"k": kernel, "s": op.stride, "p": op.padding, "d": op.dilation}[key][axis]
+                    ws.write_number(r, c, value, param)
+            cells[key] = (hw[0], hw[1])
+        for axis, suffix in ((0, "h"), (1, "w")):
+            self.book.record(f"{op.name}_size_{suffix}", "size", self.spec.sheet,
+                             [Grid(top + n, left + 3 + axis, 1, 1) for n in range(1, len(entries) + 1)],
+                             rows=[key for _, key in entries], output=op.name, axis=axis)
+        self.max_col = max(self.max_col, left + 4)
+        self.row = max(self.row, top + len(entries) + 2)
+
+    def _trace(self, op: Conv, window_src: Placed, kernels: dict[str, list[Grid]], bias_cells, out_grids):
+        """Step-by-step panel: pick an output cell; see its window, the products, and their sum."""
+        b, ws = self.book, self.ws
+        c_in = len(window_src.grids)
+        n_out = len(op.weight)
+        eh, ew = kernels[op.weight[0]][0].height, kernels[op.weight[0]][0].width
+        oh, ow = out_grids[0].height, out_grids[0].width
+        ws.write_string(self.row, 1, f"Step by step for {op.name}: type an output cell's filter, row and column "
+                                     f"(1-based); its window lights up in the input and the products below add up "
+                                     f"to that output cell.", b.fmt(italic=True, font_size=10))
+        self.row += 1
+        pick_row = self.row
+        pick_fmt = b.cell_fmt("pick", "0", bold=True, border=2, locked=False)
+        picks, pick_grids = {}, []
+        col = 1
+        for key, limit in (("filter", n_out), ("row", oh), ("column", ow)):
+            ws.merge_range(pick_row, col, pick_row, col + 1, key, b.fmt(align="right", font_size=10))
+            ws.write_number(pick_row, col + 2, 1, pick_fmt)
+            ws.data_validation(pick_row, col + 2, pick_row, col + 2,
+                               dict(validate="integer", criteria="between", minimum=1, maximum=limit,
+                                    input_title=f"{key}", input_message=f"1 to {limit}"))
+            picks[key] = a1(pick_row, col + 2, absolute=True)
+            pick_grids.append(Grid(pick_row, col + 2, 1, 1))
+            col += 4
+        self.grid_rows.add(pick_row)
+        self.row += 2
+        o_ref, r_ref, c_ref = picks["filter"], picks["row"], picks["column"]
+        blocks = []
+        for k in range(c_in):
+            ch = f" ch {k}" if c_in > 1 else ""
+            blocks += [(f"window{ch}", [""], (eh, ew), 0), (f"kernel{ch}", [""], (eh, ew), 0),
+                       (f"products{ch}", [""], (eh, ew), 0)]
+        placed = self._band(blocks)
+        sums = []
+        win_vals = self.values[op.input]
+        padded = ref.pad(win_vals, op.padding)
+        kvals = ref.dilate_kernel(self.values[op.weight[0]], op.dilation)
+        win0 = padded[:, 0:eh, 0:ew]
+        for k in range(c_in):
+            wg, kg, pg = placed[3 * k][0], placed[3 * k + 1][0], placed[3 * k + 2][0]
+            src_abs = window_src.grids[k].ref(absolute=True)
+            self._write_grid(wg, "input", win0[k],
+                             lambda i, j: fx.window_tap(src_abs, r_ref, c_ref, i, j, op.stride, (1, 1)))
+            self._write_grid(kg, "kernel", kvals[k],
+                             lambda i, j: fx.choose(o_ref, [kernels[w][k].cell(i, j, absolute=True)
+                                                            for w in op.weight]))
+            self._write_grid(pg, "product", win0[k] * kvals[k],
+                             lambda i, j: fx.product(wg.cell(i, j), kg.cell(i, j)))
+            sums.append(pg)
+            # Light up the window in the (padded) input the student reads it from.
+            sgrid = window_src.grids[k]
+            ws.conditional_format(sgrid.top, sgrid.left, sgrid.bottom, sgrid.right, dict(
+                type="formula", criteria=fx.in_window(sgrid.top + 1, sgrid.left + 1, r_ref, c_ref, (eh, ew),
+                                                      op.stride, (1, 1)),
+                format=b.fmt(bg_color=COLOURS_PICK, bold=True, font_color="#9C0006")))
+        for oc, g in enumerate(out_grids):
+            ws.conditional_format(g.top, g.left, g.bottom, g.right, dict(
+                type="formula", criteria=fx.is_cell(g.top + 1, g.left + 1, r_ref, c_ref, f"{o_ref}={oc + 1}"),
+                format=b.fmt(bold=True, font_color="#9C0006", bg_color=COLOURS_PICK)))
+        # The totals column, right of the last products grid.
+        left = placed[-1][0].right + 2
+        top = placed[0][0].top
+        label_fmt = b.fmt(font_size=9, align="right", valign="vcenter")
+        per_channel = [float((win0[k] * kvals[k]).sum()) for k in range(c_in)]
+        bias_val = op.bias[0] if op.bias else 0.0
+        total = sum(per_channel) + bias_val
+        r = top
+        sum_cells = []
+        for k, pg in enumerate(sums):
+            ws.merge_range(r, left, r, left + 2, f"sum of products ch {k}" if c_in > 1 else "sum of products",
+                           label_fmt)
+            ws.write_formula(r, left + 3, fx.total([pg.ref()]), b.cell_fmt("product", num_format(np.array(per_channel))),
+                             _cached(per_channel[k]))
+            sum_cells.append(a1(r, left + 3))
+            r += 1
+        if bias_cells:
+            ws.merge_range(r, left, r, left + 2, "+ bias", label_fmt)
+            ws.write_formula(r, left + 3, fx.choose(o_ref, [g.cell(0, 0, absolute=True) for g in bias_cells]),
+                             b.cell_fmt("bias", num_format(np.array(op.bias))), _cached(bias_val))
+            sum_cells.append(a1(r, left + 3))
+            r += 1
+        ws.merge_range(r, left, r, left + 2, "= total", label_fmt)
+        total_ref = a1(r, left + 3)
+        ws.write_formula(r, left + 3, fx.total(sum_cells), b.cell_fmt("output", num_format(np.array([total])),
+                                                                      bold=True), _cached(total))
+        r += 1
+        ws.merge_range(r, left, r, left + 2, "output cell", label_fmt)
+        chosen_ref = a1(r, left + 3)
+        ws.write_formula(r, left + 3, fx.choose(o_ref, [fx.index(g.ref(absolute=True), r_ref, c_ref)[1:]
+                                                        for g in out_grids]),
+                         b.cell_fmt("output", num_format(np.array([total]))), _cached(self.values[op.name][0, 0, 0]))
+        r += 1
+        ws.merge_range(r, left, r, left + 2, "check", label_fmt)
+        ws.write_formula(r, left + 3, fx.equal_check(total_ref, chosen_ref), b.fmt(bold=True, align="center"),
+                         "= equal")
+        for rr in range(top, r + 1):
+            self.grid_rows.add(rr)
+        self.book.record(f"{op.name}_trace", "trace", self.spec.sheet,
+                         pick_grids + [Grid(r - 2, left + 3, 1, 1), Grid(r - 1, left + 3, 1, 1)],
+                         output=op.name, cells=["filter", "row", "column", "total", "output"])
+        self.max_col = max(self.max_col, left + 3)
+        self.row = max(self.row, r + 2)
+
+    def _finish(self):
+        ws = self.ws
+        ws.set_column(0, 0, 2)
+        ws.set_column(1, self.max_col + 1, COL_WIDTH)
+        for r in sorted(self.grid_rows):
+            ws.set_row(r, GRID_ROW_HEIGHT)
+        ws.set_landscape()
+        ws.fit_to_pages(1, 0)
+        ws.hide_gridlines(2)
+
+
+COLOURS_PICK = "#FFD966"
+
+
+def _cached(v):
+    """A cached value as XlsxWriter wants it (whole numbers without a trailing .0)."""
+    f = float(v)
+    return int(f) if f.is_integer() and abs(f) < 2**53 else f
+
+
+def _channel_labels(c: int) -> list[str]:
+    return [f"channel {k}" for k in range(c)] if c > 1 else [""]
+
+
+def _t(p: tuple[int, int]) -> str:
+    return str(p[0]) if p[0] == p[1] else f"({p[0]}, {p[1]})"
+
+
+def build_sheet(book: Book, spec: ConvSheetSpec) -> None:
+    """Write the convolution worksheet for spec into book."""
+    ConvSheet(book, spec).build()

@@ -1,0 +1,562 @@
+"""Worksheet specs: TOML files parsed and validated into frozen dataclasses.
+
+Builders never see dicts: every field is checked here, and every error names the file and
+the field (``worksheets/x.toml: conv[0].stride must be >= 1, got 0``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from xlconv import reference as ref
+from xlconv.errors import SpecError
+
+Pair = tuple[int, int]
+
+# Excel forbids these in sheet names; LibreOffice and Google Sheets follow it on export.
+_SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
+RESERVED_SHEETS = {"history", "_xlconv"}
+PHOTOS = ("grace_hopper", "chelsea")
+
+
+@dataclass(frozen=True, eq=False)
+class GridSpec:
+    """A named constant tensor typed into the sheet: an input image or a kernel, (C, H, W)."""
+
+    name: str
+    label: str
+    values: np.ndarray
+    source: str  # where the numbers came from, said on the sheet
+    colour_scale: str = "auto"  # "gray" draws a photo as a picture
+    exercise: tuple[float, float] | None = None  # (low, high) integers an exercise may draw
+
+
+@dataclass(frozen=True)
+class Conv:
+    """Conv2d with one output channel per weight grid (torch's cross-correlation)."""
+
+    name: str
+    label: str
+    input: str
+    weight: tuple[str, ...]
+    bias: tuple[float, ...] | None
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    kernel_size: Pair | None = None  # optional; when given it must match the weight grids
+    kind = "conv"
+
+
+@dataclass(frozen=True)
+class Pool:
+    """MaxPool2d or AvgPool2d, per channel."""
+
+    name: str
+    label: str
+    input: str
+    mode: str  # "max" | "avg"
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    kind = "pool"
+
+
+@dataclass(frozen=True)
+class Relu:
+    """ReLU, max(0, x) per cell."""
+
+    name: str
+    label: str
+    input: str
+    kind = "relu"
+
+
+Op = Union[Conv, Pool, Relu]
+
+
+@dataclass(frozen=True)
+class ConvSheetSpec:
+    """A worksheet of grids and the convolution, ReLU and pooling ops applied to them."""
+
+    path: str
+    name: str
+    title: str
+    sheet: str
+    note: str
+    grids: tuple[GridSpec, ...]
+    ops: tuple[Op, ...]
+    kind = "conv"
+
+    def grid(self, name: str) -> GridSpec:
+        """The grid called name."""
+        return next(g for g in self.grids if g.name == name)
+
+
+@dataclass(frozen=True)
+class SizeRow:
+    """One layer in the output-size table."""
+
+    name: str
+    label: str
+    kernel_size: int
+    stride: int
+    padding: int
+    dilation: int
+    ceil_mode: bool
+    h_in: int | None  # None: chained from the previous row's output
+    lecture: str  # what the lecture wrote for this row, if it differs
+
+
+@dataclass(frozen=True)
+class SizeSheetSpec:
+    """A worksheet of the output-size rule as live cells, one row per layer."""
+
+    path: str
+    name: str
+    title: str
+    sheet: str
+    note: str
+    rows: tuple[SizeRow, ...]
+    kind = "output-size"
+
+
+Spec = Union[ConvSheetSpec, SizeSheetSpec]
+
+
+class _Fields:
+    """Reads one TOML table, naming the file and field in every error, and rejecting unknown keys."""
+
+    def __init__(self, path: str, prefix: str, table: Any):
+        self.path, self.prefix = path, prefix
+        if not isinstance(table, dict):
+            self.fail("", f"must be a table, got {_show(table)}")
+        self.table = table
+        self.seen: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix and key else (self.prefix or key)
+
+    def fail(self, key: str, msg: str):
+        raise SpecError(f"{self.path}: {self.where(key)} {msg}")
+
+    def has(self, key: str) -> bool:
+        return key in self.table
+
+    def raw(self, key: str, default: Any = ...):
+        self.seen.add(key)
+        if key not in self.table:
+            if default is ...:
+                self.fail(key, "is required")
+            return default
+        return self.table[key]
+
+    def str(self, key: str, default: Any = ...) -> str:
+        v = self.raw(key, default)
+        if not isinstance(v, str):
+            self.fail(key, f"must be a string, got {_show(v)}")
+        return v
+
+    def bool(self, key: str, default: bool) -> bool:
+        v = self.raw(key, default)
+        if not isinstance(v, bool):
+            self.fail(key, f"must be true or false, got {_show(v)}")
+        return v
+
+    def int(self, key: str, default: Any = ..., minimum: int = 0) -> int:
+        v = self.raw(key, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.fail(key, f"must be an integer, got {_show(v)}")
+        if v < minimum:
+            self.fail(key, f"must be >= {minimum}, got {v}")
+        return v
+
+    def pair(self, key: str, default: Any = ..., minimum: int = 0) -> Pair:
+        v = self.raw(key, default)
+        items = list(v) if isinstance(v, (list, tuple)) else [v, v]
+        if len(items) != 2 or any(isinstance(x, bool) or not isinstance(x, int) for x in items):
+            self.fail(key, f"must be an integer or a pair [h, w] of integers, got {_show(v)}")
+        for x in items:
+            if x < minimum:
+                self.fail(key, f"must be >= {minimum}, got {x}")
+        return (items[0], items[1])
+
+    def done(self):
+        unknown = sorted(set(self.table) - self.seen)
+        if unknown:
+            self.fail(unknown[0], "is not a known key")
+
+
+def _show(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def builtin_dir() -> Path:
+    """The folder of the shipped worksheet specs (the repository's worksheets/)."""
+    return Path(__file__).resolve().parent.parent / "worksheets"
+
+
+def builtin_names() -> list[str]:
+    """Names of the shipped specs, in build order."""
+    return sorted(p.stem for p in builtin_dir().glob("*.toml"))
+
+
+def resolve(spec: str | Path) -> Path:
+    """Path of a spec given as a file path or as a built-in name such as "lee-6x6"."""
+    p = Path(spec)
+    if p.suffix == ".toml" or p.exists():
+        return p
+    candidate = builtin_dir() / f"{spec}.toml"
+    if candidate.exists():
+        return candidate
+    raise SpecError(f"{spec}: no such spec file, and not a built-in worksheet "
+                    f"(built-ins: {', '.join(builtin_names())})")
+
+
+def load(spec: str | Path) -> Spec:
+    """Parse and validate a spec file (or built-in name) into a frozen dataclass."""
+    path = resolve(spec)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read: {e}") from None
+    return loads(text, str(path), base=path.parent)
+
+
+def loads(text: str, path: str = "<spec>", base: Path | None = None) -> Spec:
+    """Parse and validate spec text; path names it in errors, base resolves CSV and photo files."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: TOML syntax error: {e}") from None
+    top = _Fields(path, "", doc)
+    kind = top.str("kind", "conv")
+    name = Path(path).stem
+    title = top.str("title", name)
+    sheet = _sheet_name(top, top.str("sheet", title[:31]))
+    note = top.str("note", "")
+    if kind == "output-size":
+        rows = _size_rows(path, top.raw("layer"))
+        top.done()
+        return SizeSheetSpec(path, name, title, sheet, note, rows)
+    if kind != "conv":
+        top.fail("kind", f'must be "conv" or "output-size", got {_show(kind)}')
+    grids_doc = top.raw("grids")
+    if not isinstance(grids_doc, dict) or not grids_doc:
+        top.fail("grids", "must be a table of named grids")
+    grids = tuple(_grid(path, gname, g, base or Path(".")) for gname, g in grids_doc.items())
+    ops = _ops(top, path)
+    top.done()
+    spec = ConvSheetSpec(path, name, title, sheet, note, grids, ops)
+    check_shapes(spec)
+    return spec
+
+
+def _sheet_name(f: _Fields, sheet: str) -> str:
+    if not sheet or len(sheet) > 31:
+        f.fail("sheet", f"must be 1 to 31 characters (Excel's limit), got {len(sheet)}")
+    if _SHEET_FORBIDDEN.search(sheet) or sheet.startswith("'") or sheet.endswith("'"):
+        f.fail("sheet", f"{sheet!r} has a character Excel forbids in sheet names ([ ] : * ? / \\ or edge ')")
+    if sheet.lower() in RESERVED_SHEETS:
+        f.fail("sheet", f"{sheet!r} is a name Excel or xlconv reserves")
+    return sheet
+
+
+def _check_name(f: _Fields, key: str, name: str) -> str:
+    if not _NAME.match(name) or re.match(r"^[A-Za-z]{1,3}[0-9]+$", name) or re.match(r"^[rRcC]\d*$", name):
+        f.fail(key, f"{name!r} must be a letter then letters, digits or _ (at most 31), not a cell address")
+    return name
+
+
+def _grid(path: str, gname: str, table: Any, base: Path) -> GridSpec:
+    f = _Fields(path, f"grids.{gname}", table)
+    _check_name(f, "", gname)
+    label = f.str("label", gname)
+    sources = [k for k in ("values", "csv", "photo") if f.has(k)]
+    if len(sources) != 1:
+        f.fail("", "needs exactly one of values, csv or photo")
+    colour = "auto"
+    if sources[0] == "values":
+        values, source = _numeric(f, "values", f.raw("values")), "typed in the spec"
+    elif sources[0] == "csv":
+        values, source = _csv(f, base), f"from {f.raw('csv')}"
+    else:
+        values, source = _photo(f, base)
+        colour = "gray"
+    exercise = None
+    if f.has("exercise"):
+        lo_hi = f.raw("exercise")
+        if (not isinstance(lo_hi, list) or len(lo_hi) != 2
+                or any(isinstance(x, bool) or not isinstance(x, int) for x in lo_hi) or lo_hi[0] > lo_hi[1]):
+            f.fail("exercise", f"must be [low, high] integers with low <= high, got {_show(lo_hi)}")
+        exercise = (float(lo_hi[0]), float(lo_hi[1]))
+    f.done()
+    return GridSpec(gname, label, values, source, colour, exercise)
+
+
+def _numeric(f: _Fields, key: str, v: Any) -> np.ndarray:
+    """A 2-D or 3-D rectangular array of finite numbers, returned as (C, H, W) float64."""
+    depth = 0
+    probe = v
+    while isinstance(probe, list):
+        if not probe:
+            f.fail(key, "must not be empty")
+        depth, probe = depth + 1, probe[0]
+    if depth not in (2, 3):
+        f.fail(key, f"must be a 2-D (rows) or 3-D (channels x rows) array of numbers, got depth {depth}")
+
+    def walk(node, d, where):
+        if d == 0:
+            if isinstance(node, bool) or not isinstance(node, (int, float)):
+                f.fail(key, f"{where} must be a number, got {_show(node)}")
+            if not math.isfinite(node):
+                f.fail(key, f"{where} must be finite, got {node}")
+            return
+        if not isinstance(node, list):
+            f.fail(key, f"{where} must be a list, got {_show(node)}")
+        for i, child in enumerate(node):
+            walk(child, d - 1, f"{where}[{i}]")
+
+    walk(v, depth, "")
+    rows = v if depth == 3 else [v]
+    width = len(rows[0][0])
+    for c, channel in enumerate(rows):
+        if len(channel) != len(rows[0]):
+            f.fail(key, f"is ragged: channel {c} has {len(channel)} rows, channel 0 has {len(rows[0])}")
+        for r, row in enumerate(channel):
+            if len(row) != width:
+                at = f"[{c}][{r}]" if depth == 3 else f"[{r}]"
+                f.fail(key, f"is ragged: row {at} has {len(row)} numbers, row 0 has {width}")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _csv(f: _Fields, base: Path) -> np.ndarray:
+    names = f.raw("csv")
+    names = names if isinstance(names, list) else [names]
+    if not names or not all(isinstance(n, str) for n in names):
+        f.fail("csv", f"must be a file name or a list of them (one per channel), got {_show(names)}")
+    channels = []
+    for n in names:
+        p = base / n
+        try:
+            with open(p, newline="", encoding="utf-8-sig") as fh:
+                rows = [[c.strip() for c in row] for row in csv.reader(fh) if any(c.strip() for c in row)]
+        except OSError as e:
+            f.fail("csv", f"cannot read {p}: {e.strerror}")
+        parsed = []
+        for r, row in enumerate(rows):
+            try:
+                parsed.append([float(c) for c in row])
+            except ValueError:
+                f.fail("csv", f"{p} row {r + 1} has a cell that is not a number: {_show(row)}")
+        channels.append(parsed)
+    return _numeric(f, "csv", channels)
+
+
+def photo_path(name: str, base: Path) -> Path:
+    """File of a photo named in a spec: a sample a dependency ships, or a path."""
+    if name == "grace_hopper":
+        import importlib.util
+
+        # find_spec locates matplotlib without importing it (importing costs a few hundred ms).
+        spec = importlib.util.find_spec("matplotlib")
+        if spec and spec.submodule_search_locations:
+            return Path(list(spec.submodule_search_locations)[0]) / "mpl-data/sample_data/grace_hopper.jpg"
+    return base / name
+
+
+def _photo(f: _Fields, base: Path) -> tuple[np.ndarray, str]:
+    from PIL import Image, UnidentifiedImageError
+
+    name = f.str("photo")
+    crop = f.raw("crop", None)
+    size = f.pair("size", None, minimum=1) if f.has("size") else None
+    p = photo_path(name, base)
+    try:
+        with Image.open(p) as im:
+            im = im.convert("L")
+            if crop is not None:
+                if (not isinstance(crop, list) or len(crop) != 4
+                        or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in crop)):
+                    f.fail("crop", f"must be [top, left, height, width] in pixels, got {_show(crop)}")
+                top, left, h, w = crop
+                if h < 1 or w < 1 or top + h > im.height or left + w > im.width:
+                    f.fail("crop", f"{crop} lies outside the {im.height}x{im.width} photo")
+                im = im.crop((left, top, left + w, top + h))
+            if size is not None:
+                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            values = np.asarray(im, dtype=np.float64)[None]
+    except (OSError, UnidentifiedImageError) as e:
+        f.fail("photo", f"cannot read {p}: {e}")
+    return values, f"grayscale 0-255 pixels of {p.name}" + (f", crop {crop}" if crop else "") + \
+        (f", resized to {size[0]}x{size[1]}" if size else "")
+
+
+_OP_KEYS = ("conv", "relu", "pool")
+
+
+def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
+    ops: list[Op] = []
+    for kind in _OP_KEYS:
+        tables = top.raw(kind, [])
+        if not isinstance(tables, list):
+            top.fail(kind, f"must be an array of tables ([[{kind}]]), got {_show(tables)}")
+        for i, t in enumerate(tables):
+            f = _Fields(path, f"{kind}[{i}]", t)
+            name = _check_name(f, "name", f.str("name"))
+            label = f.str("label", name)
+            inp = f.str("input")
+            if kind == "conv":
+                w = f.raw("weight")
+                weight = tuple(w) if isinstance(w, list) else (w,)
+                if not weight or not all(isinstance(x, str) for x in weight):
+                    f.fail("weight", f"must be a grid name or a list of grid names, got {_show(w)}")
+                bias = f.raw("bias", None)
+                if bias is not None:
+                    items = bias if isinstance(bias, list) else [bias]
+                    if len(items) != len(weight) or any(
+                            isinstance(b, bool) or not isinstance(b, (int, float)) for b in items):
+                        f.fail("bias", f"must be one number per weight ({len(weight)}), got {_show(bias)}")
+                    bias = tuple(float(b) for b in items)
+                kernel_size = f.pair("kernel_size", None, minimum=1) if f.has("kernel_size") else None
+                op: Op = Conv(name, label, inp, weight, bias, f.pair("stride", 1, minimum=1),
+                              f.pair("padding", 0), f.pair("dilation", 1, minimum=1), kernel_size)
+            elif kind == "pool":
+                mode = f.str("mode", "max")
+                if mode not in ("max", "avg"):
+                    f.fail("mode", f'must be "max" or "avg", got {_show(mode)}')
+                k = f.pair("kernel_size", minimum=1)
+                dilation = f.pair("dilation", 1, minimum=1)
+                if mode == "avg" and dilation != (1, 1):
+                    f.fail("dilation", "is not supported by avg pooling (torch's AvgPool2d has none)")
+                op = Pool(name, label, inp, mode, k, f.pair("stride", k, minimum=1), f.pair("padding", 0),
+                          dilation, f.bool("ceil_mode", False), f.bool("count_include_pad", True))
+            else:
+                op = Relu(name, label, inp)
+            f.done()
+            ops.append(op)
+    if not ops:
+        top.fail("conv", "at least one [[conv]], [[relu]] or [[pool]] is required")
+    return tuple(ops)
+
+
+def _where(spec: ConvSheetSpec, op: Op) -> str:
+    kinds = [o for o in spec.ops if o.kind == op.kind]
+    return f"{op.kind}[{kinds.index(op)}]"
+
+
+def shape_of(spec: ConvSheetSpec, name: str) -> tuple[int, int, int]:
+    """(C, H, W) of a grid or of an op's output."""
+    return _shapes(spec)[name]
+
+
+def _shapes(spec: ConvSheetSpec) -> dict[str, tuple[int, int, int]]:
+    shapes = {g.name: tuple(g.values.shape) for g in spec.grids}
+    for op in spec.ops:
+        shapes[op.name] = op_shape(op, shapes[op.input], spec)
+    return shapes
+
+
+def op_shape(op: Op, in_shape: tuple[int, int, int], spec: ConvSheetSpec) -> tuple[int, int, int]:
+    """Output (C, H, W) of op on an input of in_shape."""
+    c, h, w = in_shape
+    if op.kind == "relu":
+        return in_shape
+    if op.kind == "conv":
+        kh, kw = spec.grid(op.weight[0]).values.shape[1:]
+        return (len(op.weight),
+                ref.out_size(h, kh, op.stride[0], op.padding[0], op.dilation[0]),
+                ref.out_size(w, kw, op.stride[1], op.padding[1], op.dilation[1]))
+    return (c,
+            ref.out_size(h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0], op.ceil_mode),
+            ref.out_size(w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1], op.ceil_mode))
+
+
+def check_shapes(spec: ConvSheetSpec) -> None:
+    """Check names, references and sizes the way torch would refuse them, naming the field."""
+    def fail(where: str, msg: str):
+        raise SpecError(f"{spec.path}: {where} {msg}")
+
+    shapes: dict[str, tuple[int, int, int]] = {g.name: tuple(g.values.shape) for g in spec.grids}
+    kernels = {w for op in spec.ops if op.kind == "conv" for w in op.weight}
+    for op in spec.ops:
+        where = _where(spec, op)
+        if op.name in shapes:
+            fail(f"{where}.name", f"{op.name!r} is already the name of a grid or op")
+        if op.input not in shapes:
+            fail(f"{where}.input", f"{op.input!r} is not a grid or an earlier op")
+        if op.input in kernels and op.input in {g.name for g in spec.grids}:
+            fail(f"{where}.input", f"{op.input!r} is used as a kernel; give the input its own grid")
+        c, h, w = shapes[op.input]
+        if op.kind == "conv":
+            for wname in op.weight:
+                if wname not in {g.name for g in spec.grids}:
+                    fail(f"{where}.weight", f"{wname!r} is not a grid")
+            kshapes = {spec.grid(x).values.shape for x in op.weight}
+            if len(kshapes) > 1:
+                fail(f"{where}.weight", f"grids differ in shape: {sorted(kshapes)}")
+            kc, kh, kw = kshapes.pop()
+            if kc != c:
+                fail(f"{where}.weight", f"has {kc} channel(s) but the input {op.input!r} has in_channels={c}")
+            ks = op.kernel_size
+            if ks is not None and ks != (kh, kw):
+                fail(f"{where}.kernel_size", f"is {list(ks)} but the weight grids are {kh}x{kw}")
+            eh = op.dilation[0] * (kh - 1) + 1
+            ew = op.dilation[1] * (kw - 1) + 1
+            ph, pw = h + 2 * op.padding[0], w + 2 * op.padding[1]
+            if eh > ph or ew > pw:
+                fail(f"{where}.weight", f"kernel {kh}x{kw} (dilated {eh}x{ew}) is larger than the padded input {ph}x{pw}")
+        elif op.kind == "pool":
+            k = op.kernel_size
+            for axis in (0, 1):
+                if op.padding[axis] * 2 > k[axis]:
+                    fail(f"{where}.padding", f"must be at most half the kernel_size (torch's rule), got {op.padding[axis]}")
+            eh = op.dilation[0] * (k[0] - 1) + 1
+            ew = op.dilation[1] * (k[1] - 1) + 1
+            if eh > h + 2 * op.padding[0] or ew > w + 2 * op.padding[1]:
+                fail(f"{where}.kernel_size", f"window {eh}x{ew} is larger than the padded input "
+                                             f"{h + 2 * op.padding[0]}x{w + 2 * op.padding[1]}")
+        shapes[op.name] = op_shape(op, shapes[op.input], spec)
+
+
+def _size_rows(path: str, tables: Any) -> tuple[SizeRow, ...]:
+    if not isinstance(tables, list) or not tables:
+        raise SpecError(f"{path}: layer must be a non-empty array of tables ([[layer]])")
+    rows = []
+    for i, t in enumerate(tables):
+        f = _Fields(path, f"layer[{i}]", t)
+        name = f.str("name")
+        row = SizeRow(name, f.str("label", name), f.int("kernel_size", minimum=1), f.int("stride", 1, minimum=1),
+                      f.int("padding", 0), f.int("dilation", 1, minimum=1), f.bool("ceil_mode", False),
+                      f.int("h_in", None if i else ..., minimum=1) if (f.has("h_in") or i == 0) else None,
+                      f.str("lecture", ""))
+        f.done()
+        rows.append(row)
+    # Check the chain the way torch would fail on it.
+    h = None
+    for i, r in enumerate(rows):
+        h = r.h_in if r.h_in is not None else h
+        out = ref.out_size(h, r.kernel_size, r.stride, r.padding, r.dilation, r.ceil_mode)
+        if out < 1:
+            raise SpecError(f"{path}: layer[{i}].kernel_size {r.kernel_size} (dilation {r.dilation}) is larger than "
+                            f"the padded input {h + 2 * r.padding}")
+        h = out
+    return tuple(rows)
+
+
+__all__ = ["GridSpec", "Conv", "Pool", "Relu", "ConvSheetSpec", "SizeRow", "SizeSheetSpec", "load", "loads",
+           "resolve", "builtin_names", "builtin_dir", "shape_of", "op_shape", "check_shapes"]

@@ -1,0 +1,56 @@
+"""The same operations through torch.nn.functional: the independent oracle (torch is imported lazily)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _t(a):
+    import torch
+
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1) -> np.ndarray:
+    """F.conv2d on a (C, H, W) input, in float64."""
+    import torch.nn.functional as F
+
+    b = None if bias is None else _t(bias)
+    return F.conv2d(_t(x)[None], _t(weight), b, stride=stride, padding=padding, dilation=dilation)[0].numpy()
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> np.ndarray:
+    """F.max_pool2d on a (C, H, W) input, in float64."""
+    import torch.nn.functional as F
+
+    return F.max_pool2d(_t(x)[None], kernel_size, stride or kernel_size, padding, dilation,
+                        ceil_mode=ceil_mode)[0].numpy()
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True) -> np.ndarray:
+    """F.avg_pool2d on a (C, H, W) input, in float64."""
+    import torch.nn.functional as F
+
+    return F.avg_pool2d(_t(x)[None], kernel_size, stride or kernel_size, padding, ceil_mode=ceil_mode,
+                        count_include_pad=count_include_pad)[0].numpy()
+
+
+def relu(x) -> np.ndarray:
+    """F.relu in float64."""
+    import torch.nn.functional as F
+
+    return F.relu(_t(x)).numpy()
+
+
+def out_size(h_in, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False) -> int:
+    """The output length torch really produces: pooling (ceil_mode) or convolving a zero column."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.zeros(1, 1, int(h_in), 1)
+    if ceil_mode:
+        y = F.max_pool2d(x, (kernel_size, 1), (stride, 1), (padding, 0), (dilation, 1), ceil_mode=True)
+    else:
+        w = torch.zeros(1, 1, kernel_size, 1)
+        y = F.conv2d(x, w, stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1))
+    return int(y.shape[2])
