@@ -1,0 +1,7 @@
+"""python -m xlconv."""
+
+import sys
+
+from xlconv.cli import main
+
+sys.exit(main())

@@ -1,0 +1,285 @@
+"""Verification: recalculate a workbook in a real engine, then recompute every recorded block with NumPy and torch."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from xlconv import reference as ref
+from xlconv import torch_reference as tref
+from xlconv.book import RECORD_FIRST_ROW, RECORD_FORMAT, RECORD_HEADER
+from xlconv.cells import Grid, parse_range
+from xlconv.engine import CANARY_SHEET, recalculate
+from xlconv.errors import VerifyError, WorkbookError
+
+ROOT_ROLES = ("input", "kernel", "bias")
+MAX_REPORTED = 5
+
+
+@dataclass(frozen=True)
+class Record:
+    """One block as the workbook recorded it."""
+
+    name: str
+    role: str
+    sheet: str
+    grids: tuple[Grid, ...]
+    info: dict[str, Any]
+
+
+@dataclass
+class SheetReport:
+    """What verify found on one sheet."""
+
+    sheet: str
+    cells: int = 0
+    max_diff: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    mismatches: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatches == 0 and not self.failures
+
+
+@dataclass
+class Report:
+    """What verify found in one workbook."""
+
+    path: Path
+    engine: str
+    tolerance: float
+    sheets: list[SheetReport]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.sheets)
+
+    @property
+    def cells(self) -> int:
+        return sum(s.cells for s in self.sheets)
+
+    def lines(self) -> list[str]:
+        """The human report, one line per sheet plus one per failure."""
+        out = []
+        for s in self.sheets:
+            status = "ok" if s.ok else "FAIL"
+            out.append(f"{self.path}: {s.sheet}: {s.cells} cells checked against NumPy and torch after {self.engine}, "
+                       f"largest |difference| {s.max_diff:.3g} (tolerance {self.tolerance:g}): {status}")
+            out += [f"  {f}" for f in s.failures]
+        return out
+
+
+def read_records(path: str | Path) -> tuple[list[Record], float]:
+    """The block records (and the tolerance) of an xlconv workbook."""
+    path = Path(path)
+    try:
+        wb = _open(path)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
+        raise WorkbookError(f"{path}: not an .xlsx workbook ({type(e).__name__})") from None
+    except Exception as e:  # openpyxl raises its own InvalidFileException and others
+        raise WorkbookError(f"{path}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
+    try:
+        if CANARY_SHEET not in wb.sheetnames:
+            raise WorkbookError(f"{path}: not a workbook xlconv made (it has no {CANARY_SHEET} sheet)")
+        rows = list(wb[CANARY_SHEET].iter_rows(values_only=True))
+    finally:
+        wb.close()
+    header = rows[RECORD_FIRST_ROW - 1] if len(rows) >= RECORD_FIRST_ROW else ()
+    if len(rows) < 2 or rows[1][:2] != ("format", RECORD_FORMAT) or tuple(header[:5]) != RECORD_HEADER:
+        raise WorkbookError(f"{path}: the {CANARY_SHEET} sheet is not an xlconv record of format {RECORD_FORMAT}")
+    tolerance = float(rows[3][1])
+    records = []
+    for n, row in enumerate(rows[RECORD_FIRST_ROW:], start=RECORD_FIRST_ROW + 1):
+        if not row or row[0] is None:
+            continue
+        try:
+            name, role, sheet, ranges, info = row[:5]
+            records.append(Record(name, role, sheet, tuple(parse_range(r) for r in json.loads(ranges)),
+                                  json.loads(info)))
+        except (ValueError, TypeError) as e:
+            raise WorkbookError(f"{path}: {CANARY_SHEET}!A{n} is not a valid block record ({e})") from None
+    return records, tolerance
+
+
+def _open(path: Path):
+    """Open a workbook for reading values only, never following external links."""
+    from openpyxl import load_workbook
+
+    with warnings.catch_warnings():
+        # Gnumeric's files have no default style; openpyxl's warning about it is noise here.
+        warnings.simplefilter("ignore", UserWarning)
+        return load_workbook(path, read_only=True, data_only=True, keep_links=False)
+
+
+class _Cells:
+    """Values of one recalculated workbook, read once per sheet."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.wb = _open(path)
+        self.sheets: dict[str, list[tuple]] = {}
+
+    def rows(self, sheet: str) -> list[tuple]:
+        if sheet not in self.sheets:
+            if sheet not in self.wb.sheetnames:
+                raise WorkbookError(f"{self.path}: the sheet {sheet!r} that xlconv recorded is missing")
+            self.sheets[sheet] = list(self.wb[sheet].iter_rows(values_only=True))
+        return self.sheets[sheet]
+
+    def raw(self, sheet: str, grid: Grid) -> list[list[Any]]:
+        rows = self.rows(sheet)
+        out = []
+        for r in range(grid.top, grid.bottom + 1):
+            row = rows[r] if r < len(rows) else ()
+            out.append([row[c] if c < len(row) else None for c in range(grid.left, grid.right + 1)])
+        return out
+
+    def block(self, rec: Record) -> np.ndarray:
+        """(C, H, W) floats of a block; text, blanks and errors become NaN."""
+        return np.stack([_as_float(self.raw(rec.sheet, g)) for g in rec.grids])
+
+    def close(self):
+        self.wb.close()
+
+
+def _as_float(rows: list[list[Any]]) -> np.ndarray:
+    def num(v):
+        if isinstance(v, bool):
+            return float(v)
+        if isinstance(v, (int, float)):
+            return float(v)
+        return np.nan
+    return np.array([[num(v) for v in row] for row in rows], dtype=np.float64)
+
+
+def check(recalculated: str | Path, original: str | Path | None = None, engine: str = "libreoffice",
+          tolerance: float | None = None) -> Report:
+    """Recompute every recorded block of an already recalculated workbook and compare cell by cell."""
+    recalculated = Path(recalculated)
+    records, recorded_tol = read_records(recalculated)
+    tol = recorded_tol if tolerance is None else tolerance
+    cells = _Cells(recalculated)
+    try:
+        sheets: dict[str, SheetReport] = {}
+        current: dict[str, np.ndarray] = {}
+        by_name = {r.name: r for r in records}
+        for rec in records:
+            report = sheets.setdefault(rec.sheet, SheetReport(rec.sheet))
+            got = cells.block(rec)
+            if rec.role in ROOT_ROLES:
+                bad = np.argwhere(np.isnan(got))
+                if len(bad):
+                    k, i, j = bad[0]
+                    report.failures.append(f"{rec.sheet}!{rec.grids[k].cell(i, j)} ({rec.name}) is not a number")
+                current[rec.name] = got
+                continue
+            expected = _expected(rec, current, got, by_name)
+            if rec.role == "output":
+                current[rec.name] = expected[0]
+            for exp in expected:
+                _compare(report, rec, got, exp, tol)
+        return Report(Path(original or recalculated), engine, tol, list(sheets.values()))
+    finally:
+        cells.close()
+
+
+def _expected(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray,
+              by_name: dict[str, Record]) -> list[np.ndarray]:
+    """What the block should hold, by NumPy then by torch, from the workbook's current inputs."""
+    info = rec.info
+    if rec.role == "padded":
+        return [ref.pad(cur[info["input"]], info["padding"])]
+    if rec.role == "dilated":
+        return [ref.dilate_kernel(cur[info["input"]], info["dilation"])]
+    if rec.role == "size":
+        return _expected_size(rec, got)
+    if rec.role == "trace":
+        return [_expected_trace(rec, cur, got)]
+    if rec.role != "output":
+        raise VerifyError(f"{rec.name}: unknown recorded role {rec.role!r}")
+    op = info["op"]
+    x = cur[info["input"]]
+    if op == "conv":
+        w = np.stack([cur[n] for n in info["weight"]])
+        b = cur[info["bias"]].ravel() if info.get("bias") else None
+        args = dict(stride=tuple(info["stride"]), padding=tuple(info["padding"]), dilation=tuple(info["dilation"]))
+        return [ref.conv2d(x, w, b, **args), tref.conv2d(x, w, b, **args)]
+    if op == "max_pool":
+        args = dict(kernel_size=tuple(info["kernel_size"]), stride=tuple(info["stride"]),
+                    padding=tuple(info["padding"]), dilation=tuple(info["dilation"]), ceil_mode=info["ceil_mode"])
+        return [ref.max_pool2d(x, **args), tref.max_pool2d(x, **args)]
+    if op == "avg_pool":
+        args = dict(kernel_size=tuple(info["kernel_size"]), stride=tuple(info["stride"]),
+                    padding=tuple(info["padding"]), ceil_mode=info["ceil_mode"],
+                    count_include_pad=info["count_include_pad"])
+        return [ref.avg_pool2d(x, **args), tref.avg_pool2d(x, **args)]
+    if op == "relu":
+        return [ref.relu(x), tref.relu(x)]
+    raise VerifyError(f"{rec.name}: unknown recorded op {op!r}")
+
+
+def _expected_size(rec: Record, got: np.ndarray) -> list[np.ndarray]:
+    """The size table's output cell recomputed from its own (possibly edited) parameter cells."""
+    v = dict(zip(rec.info["rows"], got.ravel()))
+    expected = got.copy()
+    params = [v["in"], v["k"], v["s"], v["p"], v["d"]]
+    if any(np.isnan(params)) or min(params[1:3] + params[4:]) < 1:
+        return [expected]  # parameters a student blanked or zeroed: nothing meaningful to recompute
+    h, k, s, p, d = (int(x) for x in params)
+    ceil = bool(v.get("ceil", 0))
+    out_index = rec.info["rows"].index("out")
+    np_out, torch_out = expected.copy(), expected.copy()
+    np_out.reshape(-1)[out_index] = ref.out_size(h, k, s, p, d, ceil)
+    if ref.out_size(h, k, s, p, d, ceil) >= 1:
+        torch_out.reshape(-1)[out_index] = tref.out_size(h, k, s, p, d, ceil)
+    return [np_out, torch_out]
+
+
+def _expected_trace(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray) -> np.ndarray:
+    """The trace panel's total and chosen cell must both equal the output the student picked."""
+    v = dict(zip(rec.info["cells"], got.ravel()))
+    out = cur[rec.info["output"]]
+    o, r, c = (int(v[k]) - 1 if np.isfinite(v[k]) else -1 for k in ("filter", "row", "column"))
+    expected = got.copy()
+    if 0 <= o < out.shape[0] and 0 <= r < out.shape[1] and 0 <= c < out.shape[2]:
+        flat = expected.reshape(-1)
+        flat[rec.info["cells"].index("total")] = out[o, r, c]
+        flat[rec.info["cells"].index("output")] = out[o, r, c]
+    return expected
+
+
+def _compare(report: SheetReport, rec: Record, got: np.ndarray, exp: np.ndarray, tol: float):
+    if got.shape != exp.shape:
+        report.failures.append(f"{rec.name}: block is {got.shape} in the workbook but {exp.shape} by the reference")
+        report.mismatches += 1
+        return
+    diff = np.abs(got - exp)
+    diff[np.isnan(got) & np.isnan(exp)] = 0.0
+    diff[np.isnan(diff)] = np.inf
+    report.cells += got.size
+    report.max_diff = max(report.max_diff, float(diff.max(initial=0.0)))
+    # LibreOffice stores results to 15 significant digits, hence the relative term.
+    bad = np.argwhere(diff > tol + 1e-12 * np.abs(np.nan_to_num(exp)))
+    report.mismatches += len(bad)
+    for k, i, j in bad[:MAX_REPORTED - min(len(report.failures), MAX_REPORTED)]:
+        report.failures.append(f"{rec.sheet}!{rec.grids[k].cell(i, j)} ({rec.name}[{k}, {i}, {j}]) is "
+                               f"{got[k, i, j]!r}, expected {exp[k, i, j]!r}")
+
+
+def verify(paths: Sequence[str | Path], engine: str = "libreoffice", tolerance: float | None = None,
+           timeout: float = 600) -> list[Report]:
+    """Recalculate workbooks in a real spreadsheet engine and check every recorded block with NumPy and torch."""
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        read_records(p)  # fail fast, with a clear message, on files xlconv did not make
+    with tempfile.TemporaryDirectory(prefix="xlconv-verify-") as tmp:
+        outs = recalculate(paths, tmp, engine=engine, timeout=timeout)
+        return [check(out, p, engine, tolerance) for out, p in zip(outs, paths)]
