@@ -16,8 +16,11 @@ from xlconv.spec import Conv, ConvSheetSpec, Pool, Relu
 
 NOTE_COLUMNS = 24
 LABEL_ROWS = 2  # block label, then channel label
-DIVERGING = dict(type="3_color_scale", min_color="#5A8AC6", mid_type="num", mid_value=0, mid_color="#FFFFFF",
-                 max_color="#F8696B")
+# Diverging around 0 (blue negative, red positive); the ends sit at percentiles so that a few
+# extreme cells (a padding ring, a bright spot) do not wash out the rest of the map.
+DIVERGING = dict(type="3_color_scale", min_type="percentile", min_value=2, min_color="#5A8AC6",
+                 mid_type="num", mid_value=0, mid_color="#FFFFFF",
+                 max_type="percentile", max_value=98, max_color="#F8696B")
 GRAYSCALE = dict(type="2_color_scale", min_color="#000000", max_color="#FFFFFF")
 
 
@@ -28,6 +31,7 @@ class Placed:
     name: str
     grids: list[Grid]
     values: np.ndarray  # (C, H, W)
+    picture: bool = False  # 0-255 pixels, drawn in grayscale
 
 
 def compute(spec: ConvSheetSpec) -> dict[str, np.ndarray]:
@@ -163,14 +167,19 @@ class ConvSheet:
             for k, grid in enumerate(placed):
                 self._write_grid(grid, role, g.values[k])
                 if g.colour_scale == "gray":
-                    self.ws.conditional_format(grid.top, grid.left, grid.bottom, grid.right, GRAYSCALE)
-                    # White digits where the picture is dark, so the numbers stay readable.
-                    self.ws.conditional_format(grid.top, grid.left, grid.bottom, grid.right,
-                                               dict(type="cell", criteria="<", value=110,
-                                                    format=self.book.fmt(font_color="#FFFFFF")))
-            self.placed[g.name] = Placed(g.name, placed, g.values)
+                    self._picture(grid)
+            self.placed[g.name] = Placed(g.name, placed, g.values, g.colour_scale == "gray")
             self.book.record(g.name, role, self.spec.sheet, placed, label=g.label, source=g.source,
                              exercise=list(g.exercise) if g.exercise else None)
+
+    def _picture(self, grid: Grid):
+        """Draw a grid of 0-255 pixels as the grayscale picture it is."""
+        ws = self.ws
+        ws.conditional_format(grid.top, grid.left, grid.bottom, grid.right,
+                              dict(GRAYSCALE, min_type="num", min_value=0, max_type="num", max_value=255))
+        # White digits where the picture is dark, so the numbers stay readable.
+        ws.conditional_format(grid.top, grid.left, grid.bottom, grid.right,
+                              dict(type="cell", criteria="<", value=110, format=self.book.fmt(font_color="#FFFFFF")))
 
     def _op_title(self, op, text: str):
         self.ws.write_string(self.row, 1, f"{op.label}   =   {text}", self.book.fmt(bold=True, font_size=12,
@@ -204,7 +213,7 @@ class ConvSheet:
         out_vals = self.values[op.name]
         o, oh, ow = out_vals.shape
         blocks.append((f"output {o}x{oh}x{ow}" if o > 1 else f"output {oh}x{ow}",
-                       [f"filter {w}" for w in op.weight] if o > 1 else [""], (oh, ow), 0))
+                       [spec.grid(w).label for w in op.weight] if o > 1 else [""], (oh, ow), 0))
         kinds.append("output")
         placed = dict(zip([k if isinstance(k, str) else f"dil:{k[1]}" for k in kinds], self._band(blocks)))
 
@@ -227,6 +236,8 @@ class ConvSheet:
                         else:
                             self.ws.write_number(g.top + i, g.left + j, 0, pad_fmt)
                 self.max_col = max(self.max_col, g.right)
+                if src.picture:
+                    self._picture(g.window(ph, pw, inner.height, inner.width))
             window_src = Placed(f"{op.name}_padded", grids, padded_vals)
             self.book.record(window_src.name, "padded", spec.sheet, grids, input=op.input, padding=list(op.padding))
         kernels: dict[str, list[Grid]] = {}
@@ -370,6 +381,7 @@ class ConvSheet:
             self.book.record(f"{op.name}_size_{suffix}", "size", self.spec.sheet,
                              [Grid(top + n, left + 3 + axis, 1, 1) for n in range(1, len(entries) + 1)],
                              rows=[key for _, key in entries], output=op.name, axis=axis)
+        self.grid_rows.update(range(top, top + len(entries) + 1))
         self.max_col = max(self.max_col, left + 4)
         self.row = max(self.row, top + len(entries) + 2)
 
