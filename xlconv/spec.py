@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -559,4 +559,23 @@ def _size_rows(path: str, tables: Any) -> tuple[SizeRow, ...]:
 
 
 __all__ = ["GridSpec", "Conv", "Pool", "Relu", "ConvSheetSpec", "SizeRow", "SizeSheetSpec", "load", "loads",
-           "resolve", "builtin_names", "builtin_dir", "shape_of", "op_shape", "check_shapes"]
+           "resolve", "builtin_names", "builtin_dir", "shape_of", "op_shape", "check_shapes", "from_arrays"]
+
+
+def from_arrays(title: str, grids: dict[str, Any], ops: Sequence[Op], sheet: str | None = None,
+                note: str = "", name: str | None = None) -> ConvSheetSpec:
+    """A conv worksheet spec from NumPy arrays (2-D or (C, H, W)) and ops, as a notebook would make it."""
+    path = f"<arrays {name or title}>"
+    f = _Fields(path, "", {})
+    parsed = []
+    for gname, arr in grids.items():
+        _check_name(_Fields(path, f"grids.{gname}", {}), "", gname)
+        a = np.asarray(arr, dtype=np.float64)
+        a = a[None] if a.ndim == 2 else a
+        if a.ndim != 3 or a.size == 0 or not np.all(np.isfinite(a)):
+            raise SpecError(f"{path}: grids.{gname} must be a finite 2-D or 3-D array, got shape {a.shape}")
+        parsed.append(GridSpec(gname, gname, a, "given as an array"))
+    spec = ConvSheetSpec(path, name or re.sub(r"[^A-Za-z0-9_-]+", "-", title).strip("-").lower() or "worksheet",
+                         title, _sheet_name(f, sheet or title[:31]), note, tuple(parsed), tuple(ops))
+    check_shapes(spec)
+    return spec
