@@ -277,7 +277,7 @@ def _sheet_name(f: _Fields, sheet: str) -> str:
 
 
 def _check_name(f: _Fields, key: str, name: str) -> str:
-    if not _NAME.match(name) or re.match(r"^[A-Za-z]{1,3}[0-9]+$", name) or re.match(r"^[rRcC]\d*$", name):
+    if not _NAME.match(name) or re.match(r"^[A-Za-z]{1,3}[1-9][0-9]*$", name) or re.match(r"^[rRcC]\d*$", name):
         f.fail(key, f"{name!r} must be a letter then letters, digits or _ (at most 31), not a cell address")
     return name
 
@@ -495,6 +495,7 @@ def check_shapes(spec: ConvSheetSpec) -> None:
     kernels = {w for op in spec.ops if op.kind == "conv" for w in op.weight}
     for op in spec.ops:
         where = _where(spec, op)
+        _check_name(_Fields(spec.path, where, {}), "name", op.name)
         if op.name in shapes:
             fail(f"{where}.name", f"{op.name!r} is already the name of a grid or op")
         if op.input not in shapes:
@@ -530,6 +531,12 @@ def check_shapes(spec: ConvSheetSpec) -> None:
             if eh > h + 2 * op.padding[0] or ew > w + 2 * op.padding[1]:
                 fail(f"{where}.kernel_size", f"window {eh}x{ew} is larger than the padded input "
                                              f"{h + 2 * op.padding[0]}x{w + 2 * op.padding[1]}")
+            for axis, n_in in ((0, h), (1, w)):
+                n_out = ref.out_size(n_in, k[axis], op.stride[axis], op.padding[axis], op.dilation[axis], op.ceil_mode)
+                for i in range(n_out):
+                    if not ref.pool_bounds(i, n_in, k[axis], op.stride[axis], op.padding[axis], op.dilation[axis])[0]:
+                        fail(f"{where}.dilation", f"puts output {('row', 'column')[axis]} {i} entirely in the padding "
+                                                  f"(torch would give -inf there)")
         shapes[op.name] = op_shape(op, shapes[op.input], spec)
 
 

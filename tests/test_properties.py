@@ -1,0 +1,111 @@
+"""Random shapes and parameters: every cell LibreOffice computes agrees with torch.
+
+Hypothesis draws batches of cases; each batch goes through one LibreOffice run, so the
+suite stays fast while covering sizes 1-9, kernels 1-5, stride 1-3, padding 0-2,
+dilation 1-2, 1-3 channels, bias, ReLU, and max/avg pooling with padding and ceil_mode.
+"""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+import xlconv
+from blocks import block
+from conftest import recalculated_values
+from xlconv import reference as ref
+from xlconv.spec import Conv, Pool, Relu
+
+BATCH = 12
+
+
+@st.composite
+def grids(draw, shape):
+    """Small integers or two-decimal numbers, so both exact and rounded arithmetic get exercised."""
+    if draw(st.booleans()):
+        return np.array(draw(st.lists(st.integers(-9, 9), min_size=int(np.prod(shape)),
+                                      max_size=int(np.prod(shape))))).reshape(shape)
+    cents = draw(st.lists(st.integers(-500, 500), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
+    return np.array(cents).reshape(shape) / 100
+
+
+@st.composite
+def cases(draw):
+    c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    span = [d[a] * (k[a] - 1) + 1 for a in (0, 1)]
+    h = draw(st.integers(max(1, span[0] - 2 * p[0]), 9))
+    w = draw(st.integers(max(1, span[1] - 2 * p[1]), 9))
+    arrays = {"x": draw(grids((c_in, h, w)))}
+    for o in range(c_out):
+        arrays[f"kern{o}"] = draw(grids((c_in, *k)))
+    bias = tuple(draw(st.integers(-3, 3)) / 2 for _ in range(c_out)) if draw(st.booleans()) else None
+    ops = [Conv("y", "y", "x", tuple(f"kern{o}" for o in range(c_out)), bias, s, p, d)]
+    oh = ref.out_size(h, k[0], s[0], p[0], d[0])
+    ow = ref.out_size(w, k[1], s[1], p[1], d[1])
+    last = "y"
+    if draw(st.booleans()):
+        ops.append(Relu("act", "act", "y"))
+        last = "act"
+    mode = draw(st.sampled_from(["max", "avg", None]))
+    if mode:
+        pk = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        pp = (draw(st.integers(0, pk[0] // 2)), draw(st.integers(0, pk[1] // 2)))
+        ps = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        pd = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if mode == "max" else (1, 1)
+        ceil = draw(st.booleans())
+        fits = all(pd[a] * (pk[a] - 1) + 1 <= (oh, ow)[a] + 2 * pp[a] for a in (0, 1))
+        # torch gives -inf where a dilated window sees only padding; xlconv refuses such specs.
+        all_windows_see_input = fits and all(
+            ref.pool_bounds(i, n, pk[a], ps[a], pp[a], pd[a])[0]
+            for a, n in ((0, oh), (1, ow)) for i in range(ref.out_size(n, pk[a], ps[a], pp[a], pd[a], ceil)))
+        if all_windows_see_input:
+            ops.append(Pool("pool", "pool", last, mode, pk, ps, pp, pd, ceil, draw(st.booleans())))
+    return arrays, ops
+
+
+def torch_outputs(arrays, ops):
+    """Every op's output straight from torch.nn.functional (independent of xlconv's references)."""
+    t = {n: torch.tensor(np.asarray(a, dtype=float).reshape((-1,) + np.shape(a)[-2:])) for n, a in arrays.items()}
+    out = {}
+    for op in ops:
+        x = (out.get(op.input) if op.input in out else t[op.input])[None]
+        if isinstance(op, Conv):
+            w = torch.stack([t[n] for n in op.weight])
+            b = None if op.bias is None else torch.tensor(op.bias, dtype=torch.float64)
+            y = F.conv2d(x, w, b, op.stride, op.padding, op.dilation)
+        elif isinstance(op, Relu):
+            y = F.relu(x)
+        elif op.mode == "max":
+            y = F.max_pool2d(x, op.kernel_size, op.stride, op.padding, op.dilation, ceil_mode=op.ceil_mode)
+        else:
+            y = F.avg_pool2d(x, op.kernel_size, op.stride, op.padding, ceil_mode=op.ceil_mode,
+                             count_include_pad=op.count_include_pad)
+        out[op.name] = y[0]
+    return {n: v.numpy() for n, v in out.items()}
+
+
+@pytest.mark.libreoffice
+# No shrinking: each step would cost a LibreOffice run; the failing batch is printed whole.
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(st.lists(cases(), min_size=BATCH, max_size=BATCH))
+def test_random_convolutions_and_poolings_agree_with_torch(batch):
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for n, (arrays, ops) in enumerate(batch):
+            spec = xlconv.from_arrays(f"case {n}", arrays, ops, name=f"case{n}")
+            paths.append(xlconv.build(spec, tmp))
+        books = recalculated_values(paths)
+        for (arrays, ops), wb, path in zip(batch, books, paths):
+            for name, expected in torch_outputs(arrays, ops).items():
+                np.testing.assert_allclose(block(wb, name), expected, rtol=1e-12, atol=1e-9,
+                                           err_msg=f"{Path(path).name}: {name} {ops}")
