@@ -97,6 +97,7 @@ class ConvSheetSpec:
     note: str
     grids: tuple[GridSpec, ...]
     ops: tuple[Op, ...]
+    exercise_note: str = ""  # [exercise] note: replaces note on exercise (student and key) sheets
     kind = "conv"
 
     def grid(self, name: str) -> GridSpec:
@@ -260,8 +261,13 @@ def loads(text: str, path: str = "<spec>", base: Path | None = None) -> Spec:
         top.fail("grids", "must be a table of named grids")
     grids = tuple(_grid(path, gname, g, base or Path(".")) for gname, g in grids_doc.items())
     ops = _ops(top, path)
+    exercise_note = ""
+    if top.has("exercise"):
+        ex = _Fields(path, "exercise", top.raw("exercise"))
+        exercise_note = ex.str("note", "")
+        ex.done()
     top.done()
-    spec = ConvSheetSpec(path, name, title, sheet, note, grids, ops)
+    spec = ConvSheetSpec(path, name, title, sheet, note, grids, ops, exercise_note)
     check_shapes(spec)
     return spec
 

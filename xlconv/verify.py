@@ -20,6 +20,8 @@ from xlconv.engine import CANARY_SHEET, recalculate
 from xlconv.errors import VerifyError, WorkbookError
 
 ROOT_ROLES = ("input", "kernel", "bias")
+# Exercise blocks: a student's typed answers, and the live self-checks and score (grade reads those).
+EXERCISE_ROLES = ("answer", "check", "score")
 MAX_REPORTED = 5
 
 
@@ -173,6 +175,8 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
         by_name = {r.name: r for r in records}
         for rec in records:
             report = sheets.setdefault(rec.sheet, SheetReport(rec.sheet))
+            if rec.role in EXERCISE_ROLES:
+                continue
             got = cells.block(rec)
             if rec.role in ROOT_ROLES:
                 bad = np.argwhere(np.isnan(got))
