@@ -344,6 +344,10 @@ def _grade_one(path: Path, read: safety.ReadResult, k: Key, tol: float, ranges: 
         if read.status != "ok":
             row.status, row.note = read.status, read.note
             return row
+        row = _mark(row, read, k, tol, variant)
+        row.note = "; ".join(x for x in ("answers are formulas saved without values: recalculated in LibreOffice",
+                                         row.note) if x)
+        return row
     return _mark(row, read, k, tol, variant)
 
 
