@@ -144,7 +144,7 @@ class Key:
 def load_key(folder: str | Path) -> Key:
     """The manifest of an exercise folder; ExerciseError naming the file when it is missing or malformed."""
     folder = Path(folder)
-    path = folder / MANIFEST if folder.is_dir() else folder
+    path = folder if folder.suffix == ".json" and not folder.is_dir() else folder / MANIFEST
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
