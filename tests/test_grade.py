@@ -137,3 +137,21 @@ def test_answers_that_are_not_numbers():
         assert read_answer(bad).kind == "bad", bad
     assert read_answer("\uff13").value == 3  # a full-width digit
     assert read_answer("'-2").value == -2
+
+
+def test_chained_ops_with_bias_and_avg_pooling_grade_without_an_engine(tmp_path):
+    # Typed answers are constants: a file saved by openpyxl (no cached values anywhere) grades without LibreOffice.
+    from test_exercise import CHAINED
+    from xlconv import spec as specs
+
+    result = exercise(specs.loads(CHAINED, "chained.toml"), tmp_path / "ex", seed=4)
+    key = load_key(result.out_dir)
+    assert [r.name for r in key.answers] == ["cone", "ctwo", "rone", "pone"]
+    assert "cone_bias" in {r.name for r in key.inputs}
+    right = fill(result.student_files[0], tmp_path / "right.xlsx", key, "",
+                 answer=lambda b, c, i, j, v: round(v, 2) if b == "pone" else v)
+    bias = fill(result.student_files[0], tmp_path / "bias.xlsx", key, "", inputs={("cone_bias", 0, 0, 0): 5})
+    book = grade([right, bias], result.out_dir, None)
+    assert [(r.status, r.total) for r in book.rows] == [("ok", book.max), ("edited-inputs", book.max)]
+    assert book.rows[1].note.startswith("changed input cells (graded against the inputs as generated): ")
+    assert book.path is None

@@ -115,6 +115,15 @@ def corpus(tmp_path_factory):
     inj["_xlconv"]["H1"].value = json.dumps(meta)
     inj.save(d / "injection.xlsx")
     add("formula injection", "unknown-student", d / "injection.xlsx")
+    renamed = load_workbook(good)
+    renamed[key.sheet].title = "My answers"
+    renamed.save(d / "renamed.xlsx")
+    add("renamed sheet", "ok", d / "renamed.xlsx")
+    deleted = load_workbook(good)
+    deleted.create_sheet("Notes")
+    del deleted[key.sheet]
+    deleted.save(d / "deleted.xlsx")
+    add("deleted sheet", "missing-sheet", d / "deleted.xlsx")
     evil = tmp / "evil.txt"
     add("path traversal member", "ok",
         rezip(good, d / "traversal.xlsx", add={"../" * 12 + str(evil).lstrip("/"): b"pwned"}))
@@ -145,7 +154,8 @@ def test_every_hostile_file_gets_its_status_in_bounded_time_and_memory(corpus):
         assert row.note or status == "ok", name
         assert row.seconds < 15, (name, row.seconds)
         assert (row.total is None) == (status != "ok"), name
-    assert rows["good"].total == rows["path traversal member"].total == 48
+    assert rows["good"].total == rows["path traversal member"].total == rows["renamed sheet"].total == 48
+    assert rows["renamed sheet"].note.startswith("the sheet 'Lee 6x6' was renamed 'My answers'")
     assert "1:" not in rows["zip bomb"].note and "would decompress to 209,715,200 bytes" in rows["zip bomb"].note
     assert elapsed < 120
     # Memory: the run itself stays small (each file was parsed in a process limited to DEFAULT_MEMORY).

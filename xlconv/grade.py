@@ -347,8 +347,15 @@ def _grade_one(path: Path, read: safety.ReadResult, k: Key, tol: float, ranges: 
         row = _mark(row, read, k, tol, variant)
         row.note = "; ".join(x for x in ("answers are formulas saved without values: recalculated in LibreOffice",
                                          row.note) if x)
-        return row
-    return _mark(row, read, k, tol, variant)
+    else:
+        row = _mark(row, read, k, tol, variant)
+    if read.sheet and read.sheet != k.sheet:
+        if row.status == "edited-inputs":  # not the exercise sheet renamed, but some other sheet
+            return Row(str(path), "missing-sheet", f"the sheet {k.sheet!r} is missing (the only other sheet, "
+                       f"{read.sheet!r}, does not hold this variant's inputs)", row.student_id, row.name,
+                       row.variant_seed, seconds=row.seconds)
+        row.note = "; ".join(x for x in (f"the sheet {k.sheet!r} was renamed {read.sheet!r}", row.note) if x)
+    return row
 
 
 def _recalculated(path: Path, k: Key, ranges: list[str], timeout: float, memory: int,

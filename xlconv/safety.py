@@ -85,6 +85,7 @@ class ReadResult:
     sheets: list[str] = field(default_factory=list)
     cells: dict[str, list[list[list[Any]]]] | None = None  # range -> rows of [value, is_formula]
     seconds: float = 0.0
+    sheet: str = ""  # the sheet the cells were read from
 
 
 # --- checks before parsing (run inside the sandboxed process) ---------------------------------------------
@@ -220,6 +221,9 @@ def read_workbook(path: Path, sheet: str, ranges: Sequence[str]) -> ReadResult:
             wb = load_workbook(path, read_only=True, data_only=data_only, keep_links=False)
         try:
             sheets = list(wb.sheetnames)
+            others = [n for n in sheets if n != META_SHEET]
+            if sheet not in sheets and len(others) == 1:
+                sheet = others[0]  # the student renamed the tab (only cells are protected)
             if data_only and META_SHEET in sheets:
                 for row in wb[META_SHEET].iter_rows(min_row=1, max_row=META_ROWS, min_col=META_COLUMN,
                                                     max_col=META_COLUMN + META_CHUNKS, values_only=True):
@@ -246,7 +250,7 @@ def read_workbook(path: Path, sheet: str, ranges: Sequence[str]) -> ReadResult:
         g = parse_range(r)
         cells[r] = [[[values.get((g.top + i, g.left + j)), formulas.get((g.top + i, g.left + j), False)]
                      for j in range(g.width)] for i in range(g.height)]
-    return ReadResult("ok", meta=meta, sheets=sheets, cells=cells)
+    return ReadResult("ok", meta=meta, sheets=sheets, cells=cells, sheet=sheet)
 
 
 def _classify(exc: BaseException) -> tuple[str, str]:
@@ -295,7 +299,7 @@ def _worker_main() -> int:
     except BaseException as e:  # noqa: BLE001 - any failure on an untrusted file becomes a status
         result = ReadResult(*_classify(e))
     doc = {"status": result.status, "note": result.note, "meta": result.meta, "sheets": result.sheets,
-           "cells": result.cells}
+           "cells": result.cells, "sheet": result.sheet}
     sys.stdout.write(json.dumps(doc))
     sys.stdout.flush()
     return 0
@@ -354,7 +358,8 @@ def read_submission(path: str | Path, sheet: str, ranges: Sequence[str], timeout
         return ReadResult("unreadable", f"the reader failed (exit status {code}): {tail[0][:200]}", seconds=seconds)
     try:
         doc = json.loads(out)
-        return ReadResult(doc["status"], doc["note"], doc["meta"], doc["sheets"], doc["cells"], seconds)
+        return ReadResult(doc["status"], doc["note"], doc["meta"], doc["sheets"], doc["cells"], seconds,
+                          doc.get("sheet") or "")
     except (ValueError, KeyError, TypeError) as e:
         return ReadResult("unreadable", f"the reader's answer was garbled ({e})", seconds=seconds)
 
