@@ -276,8 +276,8 @@ def test_refuses_to_overwrite_the_keys_of_another_seed(tmp_path):
 
 
 def test_other_spec_kinds_and_bad_arguments_are_errors(tmp_path):
-    with pytest.raises(ExerciseError, match=r"output-size\.toml: exercises are made from conv worksheets"):
-        exercise("output-size", tmp_path / "ex", seed=1)
+    with pytest.raises(ExerciseError, match=r"output-size\.toml: an output-size sheet has no grids for --grid"):
+        exercise("output-size", tmp_path / "ex", seed=1, grid_csv={"x": "x.csv"})
     with pytest.raises(ExerciseError, match=r"seed must be an integer >= 0"):
         exercise("lee-6x6", tmp_path / "ex", seed=-1)
     with pytest.raises(ExerciseError, match=r"tolerance must be a number >= 0"):
@@ -296,3 +296,42 @@ def test_exercise_note_replaces_the_note_on_exercise_sheets(tmp_path):
     ws = load_workbook(result.student_files[0])["Chained"]
     assert ws["B2"].value.startswith("Work it out by hand.")
     assert ws["B1"].value == "Chained ops (exercise)"
+
+
+def test_output_size_exercise_hides_the_lecture_numbers(tmp_path):
+    result = exercise("output-size", tmp_path / "ex", seed=1)
+    k = load_key(result.out_dir)
+    assert [r.name for r in k.answers] == ["unrounded", "H_out"]
+    assert k.expected("")["H_out"].ravel().tolist() == [55, 27, 27, 13, 13, 13, 13, 6, 13]
+    assert k.expected("")["unrounded"].ravel()[0] == 55.25
+    student = load_workbook(result.student_files[0])["Output size"]
+    key = load_workbook(result.key_files[0])["Output size"]
+    texts = [str(c.value) for row in student.iter_rows() for c in row if c.value is not None]
+    assert not any("55.25" in t or "= 27" in t for t in texts)  # the lecture's worked numbers are answers
+    assert any("55.25" in str(c.value) for row in key.iter_rows() for c in row)
+    xml = sheet_xml(result.student_files[0])
+    chained = re.findall(r"<f>K\d+</f><v>([^<]*)</v>", xml)
+    assert chained == ["0"] * 7  # chained H_in cells cache 0, not the answer above
+    for rec in k.answers:
+        for i in range(rec.grids[0].height):
+            m = re.search(rf'<c r="{rec.grids[0].cell(i, 0)}"[^>]*?(/>|>(.*?)</c>)', xml)
+            assert m and not m.group(2)
+
+
+@pytest.mark.libreoffice
+def test_output_size_key_verifies_and_checks_tick(tmp_path):
+    result = exercise("output-size", tmp_path / "ex", seed=1)
+    k = load_key(result.out_dir)
+    [report] = verify(result.key_files)
+    assert report.ok and report.cells == 36
+    wrong = fill(result.student_files[0], tmp_path / "filled.xlsx", k, "",
+                 answer=lambda b, c, i, j, v: v + 1 if (b, i) == ("H_out", 0) else v)
+    [out] = save_through_libreoffice([wrong], tmp_path / "returned")
+    records, _ = read_records(result.key_files[0])
+    checks = [g for r in records if r.role == "check" for g in r.grids]
+    marks = [v for g in checks for row in values(out, k.sheet, g) for v in row]
+    # Row 0's H_out is wrong, and row 1's H_in (chained from it) shows the wrong value, yet row 1's checks
+    # follow the true chain: only one cross.
+    assert marks.count(CHECK_WRONG) == 1 and marks.count(CHECK_RIGHT) == 17
+    h_in = values(out, k.sheet, next(r for r in records if r.name == "layer1").grids[0].window(0, -1, 1, 1))
+    assert h_in == [[56]]

@@ -59,7 +59,7 @@ def test_no_self_check_flag(tmp_path, capsys):
      r"roster\.csv: has no column 'sid' for the student id"),
     (["exercise", "no-such-sheet"], r"no-such-sheet: no such spec file"),
     (["exercise", "lee-6x6", "--grid", "image"], r"--grid 'image': expected NAME=FILE\.csv"),
-    (["exercise", "output-size"], r"exercises are made from conv worksheets"),
+    (["exercise", "output-size", "--grid", "x=y.csv"], r"an output-size sheet has no grids for --grid"),
     (["grade", "{tmp}/x.xlsx", "--key", "{tmp}/nokey"], r"exercise\.json: no such file; pass --key the folder"),
 ])
 def test_errors_are_one_line_and_exit_2(tmp_path, capsys, args, message):

@@ -155,3 +155,15 @@ def test_chained_ops_with_bias_and_avg_pooling_grade_without_an_engine(tmp_path)
     assert [(r.status, r.total) for r in book.rows] == [("ok", book.max), ("edited-inputs", book.max)]
     assert book.rows[1].note.startswith("changed input cells (graded against the inputs as generated): ")
     assert book.path is None
+
+
+def test_output_size_exercise_grades(tmp_path):
+    result = exercise("output-size", tmp_path / "ex", seed=1)
+    key = load_key(result.out_dir)
+    right = fill(result.student_files[0], tmp_path / "right.xlsx", key, "",
+                 answer=lambda b, c, i, j, v: f"{v:g}".replace(".", ",") if b == "unrounded" else v)
+    edited = fill(result.student_files[0], tmp_path / "edited.xlsx", key, "", inputs={("layer0", 0, 0, 1): 7})
+    book = grade([right, edited], result.out_dir, None)
+    assert book.questions == {"unrounded": 9, "H_out": 9}
+    assert [(r.status, r.total) for r in book.rows] == [("ok", 18), ("edited-inputs", 18)]
+    assert book.rows[1].note.endswith("generated): F6 (11 -> 7)")

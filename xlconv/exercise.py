@@ -35,7 +35,7 @@ from xlconv import spec as specs
 from xlconv.book import Book
 from xlconv.errors import ExerciseError, SpecError
 from xlconv.sheets.conv import DEFAULT_TOLERANCE, ConvSheet, compute
-from xlconv.spec import ConvSheetSpec, GridSpec, Spec
+from xlconv.spec import ConvSheetSpec, GridSpec, SizeSheetSpec, Spec
 
 MANIFEST = "exercise.json"
 INDEX = "index.csv"
@@ -64,7 +64,7 @@ class Variant:
 
     student: Student
     seed: int
-    spec: ConvSheetSpec
+    spec: Spec
     student_file: str  # relative to the exercise folder
     key_file: str
 
@@ -120,8 +120,10 @@ def draw_grid(grid: GridSpec, vseed: int) -> np.ndarray:
     return values.astype(np.float64)
 
 
-def make_variant_spec(spec: ConvSheetSpec, vseed: int) -> ConvSheetSpec:
+def make_variant_spec(spec: Spec, vseed: int) -> Spec:
     """The spec with fresh random integers in every grid that has an exercise range."""
+    if isinstance(spec, SizeSheetSpec):
+        return spec  # no grids: every variant is the spec's table
     grids = []
     for g in spec.grids:
         if g.exercise is None:
@@ -182,8 +184,12 @@ def with_csv_grids(spec: ConvSheetSpec, grid_csv: Mapping[str, Sequence[str | Pa
     return out
 
 
-def spec_fingerprint(spec: ConvSheetSpec) -> str:
+def spec_fingerprint(spec: Spec) -> str:
     """SHA-256 of what makes an exercise: sheet, ops, grid shapes and ranges, and the values of fixed grids."""
+    if isinstance(spec, SizeSheetSpec):
+        doc = {"kind": spec.kind, "name": spec.name, "title": spec.title, "sheet": spec.sheet,
+               "rows": [dataclasses.asdict(r) for r in spec.rows]}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode("utf-8")).hexdigest()
     doc = {
         "kind": spec.kind, "name": spec.name, "title": spec.title, "sheet": spec.sheet,
         "ops": [dict(dataclasses.asdict(op), kind=op.kind) for op in spec.ops],
@@ -193,7 +199,7 @@ def spec_fingerprint(spec: ConvSheetSpec) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=list).encode("utf-8")).hexdigest()
 
 
-def exercise_id(spec: ConvSheetSpec) -> str:
+def exercise_id(spec: Spec) -> str:
     """The spec's name and a short hash of it: workbooks of another exercise never match."""
     return f"{spec.name}-{spec_fingerprint(spec)[:12]}"
 
@@ -269,8 +275,12 @@ def safe_id(student_id: str) -> str:
 # --- writing ----------------------------------------------------------------
 
 
-def root_values(spec: ConvSheetSpec) -> dict[str, np.ndarray]:
+def root_values(spec: Spec) -> dict[str, np.ndarray]:
     """The typed blocks of a sheet as generated: every grid, and each conv's bias cells as (O, 1, 1)."""
+    if isinstance(spec, SizeSheetSpec):
+        from xlconv.sheets.size import layer_inputs
+
+        return {k: np.asarray(v, dtype=np.float64) for k, v in layer_inputs(spec).items()}
     values = {g.name: g.values for g in spec.grids}
     for op in spec.ops:
         if op.kind == "conv" and op.bias is not None:
@@ -278,7 +288,7 @@ def root_values(spec: ConvSheetSpec) -> dict[str, np.ndarray]:
     return values
 
 
-def _meta(spec: ConvSheetSpec, eid: str, v: Variant, mode: str, self_check: bool, tolerance: float) -> dict:
+def _meta(spec: Spec, eid: str, v: Variant, mode: str, self_check: bool, tolerance: float) -> dict:
     return {"format": MANIFEST_FORMAT, "exercise_id": eid, "spec": spec.name, "sheet": spec.sheet,
             "variant_seed": v.seed, "variant_id": v.id, "student_id": v.student.id, "name": v.student.name,
             "mode": mode, "self_check": self_check, "tolerance": tolerance, "xlconv": __version__}
@@ -292,8 +302,13 @@ def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolera
     with Book(path, title) as book:
         book.meta[META_KEY] = json.dumps(_meta(spec, eid, v, mode, self_check, tolerance), sort_keys=True)
         book.meta[INPUTS_KEY] = json.dumps({k: a.tolist() for k, a in root_values(spec).items()}, sort_keys=True)
-        ConvSheet(book, spec, compute(spec), mode=mode, self_check=self_check, tolerance=tolerance,
-                  info=info).build()
+        if isinstance(spec, SizeSheetSpec):
+            from xlconv.sheets import size
+
+            size.build_sheet(book, spec, mode=mode, self_check=self_check, tolerance=tolerance, info=info)
+        else:
+            ConvSheet(book, spec, compute(spec), mode=mode, self_check=self_check, tolerance=tolerance,
+                      info=info).build()
         blocks = [{"name": b.name, "role": b.role, "sheet": b.sheet, "ranges": [g.ref(absolute=True) for g in b.grids],
                    "info": b.info} for b in book.blocks]
     return blocks
@@ -305,9 +320,8 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
              id_column: str | None = None, name_column: str | None = None) -> ExerciseResult:
     """Write a student workbook and an answer key per variant, an index CSV and the manifest grading reads."""
     parsed = spec if isinstance(spec, (specs.ConvSheetSpec, specs.SizeSheetSpec)) else specs.load(spec)
-    if not isinstance(parsed, ConvSheetSpec):
-        raise ExerciseError(f"{parsed.path}: exercises are made from conv worksheets (grids and ops); "
-                            f"this is a {parsed.kind} sheet")
+    if grid_csv and isinstance(parsed, SizeSheetSpec):
+        raise ExerciseError(f"{parsed.path}: an output-size sheet has no grids for --grid to replace")
     if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < float("inf")):
         raise ExerciseError(f"tolerance must be a number >= 0, got {tolerance!r}")
     if grid_csv:
@@ -347,7 +361,7 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
         "format": MANIFEST_FORMAT, "xlconv": __version__, "exercise_id": eid, "spec": parsed.name,
         "spec_path": str(parsed.path), "spec_hash": spec_fingerprint(parsed), "title": parsed.title,
         "sheet": parsed.sheet, "seed": seed, "self_check": self_check, "tolerance": tolerance,
-        "randomized": {g.name: [int(x) for x in g.exercise] for g in parsed.grids if g.exercise},
+        "randomized": {g.name: [int(x) for x in g.exercise] for g in getattr(parsed, "grids", ()) if g.exercise},
         "blocks": layout,
         "answers": [b["name"] for b in layout if b["role"] == "output"],
         "variants": [{"student_id": v.student.id, "name": v.student.name, "variant_seed": v.seed,

@@ -383,7 +383,7 @@ def _mark(row: Row, read: safety.ReadResult, k: Key, tol: float, variant: dict) 
         for c, (g, r) in enumerate(zip(rec.grids, _ranges(rec))):
             for i, line in enumerate(read.cells[r]):
                 for j, (value, _) in enumerate(line):
-                    a = read_answer(value)
+                    a = read_answer(float(value) if isinstance(value, bool) else value)  # ceil_mode cells
                     if a.kind != "number" or abs(a.value - want[c, i, j]) > 1e-9:
                         edited.append(f"{g.cell(i, j)} ({want[c, i, j]:g} -> {_show(value)})")
     texts, bads = [], []
