@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xlconv.errors import XlconvError
+from xlconv.errors import ExerciseError, XlconvError
 
 
 def _build(args) -> int:
@@ -25,6 +25,41 @@ def _verify(args) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
+def _exercise(args) -> int:
+    from xlconv.exercise import exercise
+
+    grids = {}
+    for item in args.grid or []:
+        name, sep, files = item.partition("=")
+        if not sep or not name or not files:
+            raise ExerciseError(f"--grid {item!r}: expected NAME=FILE.csv (or NAME=ch0.csv,ch1.csv)")
+        grids[name] = files.split(",")
+    result = exercise(args.spec, args.output, seed=args.seed, roster=args.roster, self_check=args.self_check,
+                      tolerance=args.tolerance, grid_csv=grids, id_column=args.id_column,
+                      name_column=args.name_column)
+    for path in result.student_files:
+        print(path)
+    for path in result.key_files:
+        print(path)
+    print(result.index)
+    print(result.manifest)
+    varied = ", ".join(result.randomized) or "none (every variant has the spec's inputs)"
+    print(f"exercise {result.exercise_id}, seed {result.seed}: {len(result.variants)} variant(s); random grids: "
+          f"{varied}. Hand out {result.out_dir / 'students'}; keep the rest for grading.", file=sys.stderr)
+    return 0
+
+
+def _grade(args) -> int:
+    from xlconv.grade import grade
+
+    book = grade(args.submissions, args.key, args.output, tolerance=args.tolerance, timeout=args.timeout)
+    for row in book.rows:
+        marks = f"{row.total}/{book.max}" if row.total is not None else "-"
+        print(f"{row.file}: {row.status} {marks}" + (f" ({row.note})" if row.note and row.status != "ok" else ""))
+    print(book.path)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the xlconv command."""
     p = argparse.ArgumentParser(prog="xlconv", description="Excel workbooks with live formulas for teaching CNNs.")
@@ -40,6 +75,29 @@ def parser() -> argparse.ArgumentParser:
                    help="largest accepted absolute difference (default: the workbook's own, 1e-6 for toy sheets)")
     v.add_argument("--timeout", type=float, default=600, help="seconds the engine may take (default: 600)")
     v.set_defaults(func=_verify)
+    e = sub.add_parser("exercise", help="student workbooks with blank answer cells, answer keys and an index")
+    e.add_argument("spec", metavar="SPEC", help="conv spec file or built-in name")
+    e.add_argument("--seed", type=int, default=None, help="seed of the variants (default: a fresh one, printed)")
+    e.add_argument("--roster", metavar="FILE.csv", help="one variant per student (a column of ids, optional names)")
+    e.add_argument("--id-column", help="the roster's id column (default: id, student_id, ...)")
+    e.add_argument("--name-column", help="the roster's name column (default: name, if any)")
+    e.add_argument("--self-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="a live check beside each answer and a live score (default); --no-self-check reveals "
+                        "nothing about the answers")
+    e.add_argument("--tolerance", type=float, default=0.005,
+                   help="largest accepted |answer - right value| (default: 0.005)")
+    e.add_argument("--grid", action="append", metavar="NAME=FILE.csv",
+                   help="replace a grid by a CSV of numbers for every variant (repeatable)")
+    e.add_argument("-o", "--output", default="exercise", metavar="DIR", help="output folder (default: exercise)")
+    e.set_defaults(func=_exercise)
+    g = sub.add_parser("grade", help="grade returned exercise workbooks into a gradebook")
+    g.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="returned workbooks, or folders of them")
+    g.add_argument("--key", required=True, metavar="DIR", help="the folder `xlconv exercise` wrote")
+    g.add_argument("-o", "--output", default="gradebook.csv", metavar="FILE",
+                   help="gradebook.csv or gradebook.xlsx (default: gradebook.csv)")
+    g.add_argument("--tolerance", type=float, default=None, help="override the exercise's tolerance")
+    g.add_argument("--timeout", type=float, default=30, help="seconds to read one file (default: 30)")
+    g.set_defaults(func=_grade)
     return p
 
 

@@ -19,3 +19,7 @@ class EngineError(XlconvError):
 
 class VerifyError(XlconvError):
     """A workbook's recorded blocks cannot be checked."""
+
+
+class ExerciseError(XlconvError):
+    """An exercise cannot be made or graded: a bad roster, grid CSV, key folder or output path."""

@@ -1,7 +1,7 @@
 """Formula builders: pure functions from cell references to formula strings.
 
 Only functions that Excel 2010+, LibreOffice and Google Sheets all share are used:
-SUMPRODUCT, SUM, MAX, MIN, AVERAGE, INT, INDEX, IF, ABS, ROUND, ROW, COLUMN and arithmetic.
+SUMPRODUCT, SUM, MAX, MIN, AVERAGE, INT, INDEX, IF, ABS, ROUND, ROW, COLUMN, ISNUMBER and arithmetic.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Sequence
 
 ALLOWED_FUNCTIONS = frozenset(
-    ["SUMPRODUCT", "SUM", "MAX", "MIN", "AVERAGE", "INT", "INDEX", "IF", "ABS", "ROUND", "ROW", "COLUMN"])
+    ["SUMPRODUCT", "SUM", "MAX", "MIN", "AVERAGE", "INT", "INDEX", "IF", "ABS", "ROUND", "ROW", "COLUMN", "ISNUMBER"])
+CHECK_RIGHT, CHECK_WRONG, CHECK_NOT_A_NUMBER = "\u2713", "\u2717", "?"
 
 
 def conv(windows: Sequence[str], kernels: Sequence[str], bias: str | None = None) -> str:
@@ -126,3 +127,17 @@ def is_cell(top_row: int, left_col: int, out_row: str, out_col: str, extra: str 
     if extra:
         terms.append(f"({extra})")
     return "=" + "*".join(terms)
+
+
+def answer_check(answer: str, expected: str, tolerance: float) -> str:
+    """An exercise's self-check: blank, a tick, a cross, or "?" when the answer is not a number.
+
+    expected is an expression (no leading "=") that recomputes the right value from the input cells.
+    """
+    return (f'=IF({answer}="","",IF(ISNUMBER({answer}),IF(ABS({answer}-({expected}))<={tolerance:.12g},'
+            f'"{CHECK_RIGHT}","{CHECK_WRONG}"),"{CHECK_NOT_A_NUMBER}"))')
+
+
+def count_right(ranges: Sequence[str]) -> str:
+    """How many cells of the check ranges show a tick (SUMPRODUCT, since COUNTIF is not in the shared set)."""
+    return "=" + "+".join(f'SUMPRODUCT(({r}="{CHECK_RIGHT}")*1)' for r in ranges)

@@ -97,6 +97,7 @@ class ConvSheetSpec:
     note: str
     grids: tuple[GridSpec, ...]
     ops: tuple[Op, ...]
+    exercise_note: str = ""  # [exercise] note: replaces note on exercise (student and key) sheets
     kind = "conv"
 
     def grid(self, name: str) -> GridSpec:
@@ -129,6 +130,7 @@ class SizeSheetSpec:
     sheet: str
     note: str
     rows: tuple[SizeRow, ...]
+    exercise_note: str = ""  # [exercise] note: replaces note on exercise (student and key) sheets
     kind = "output-size"
 
 
@@ -251,8 +253,9 @@ def loads(text: str, path: str = "<spec>", base: Path | None = None) -> Spec:
     note = top.str("note", "")
     if kind == "output-size":
         rows = _size_rows(path, top.raw("layer"))
+        exercise_note = _exercise_note(path, top)
         top.done()
-        return SizeSheetSpec(path, name, title, sheet, note, rows)
+        return SizeSheetSpec(path, name, title, sheet, note, rows, exercise_note)
     if kind != "conv":
         top.fail("kind", f'must be "conv" or "output-size", got {_show(kind)}')
     grids_doc = top.raw("grids")
@@ -260,10 +263,21 @@ def loads(text: str, path: str = "<spec>", base: Path | None = None) -> Spec:
         top.fail("grids", "must be a table of named grids")
     grids = tuple(_grid(path, gname, g, base or Path(".")) for gname, g in grids_doc.items())
     ops = _ops(top, path)
+    exercise_note = _exercise_note(path, top)
     top.done()
-    spec = ConvSheetSpec(path, name, title, sheet, note, grids, ops)
+    spec = ConvSheetSpec(path, name, title, sheet, note, grids, ops, exercise_note)
     check_shapes(spec)
     return spec
+
+
+def _exercise_note(path: str, top: _Fields) -> str:
+    """The optional [exercise] table's note."""
+    if not top.has("exercise"):
+        return ""
+    ex = _Fields(path, "exercise", top.raw("exercise"))
+    note = ex.str("note", "")
+    ex.done()
+    return note
 
 
 def _sheet_name(f: _Fields, sheet: str) -> str:

@@ -20,6 +20,8 @@ from xlconv.engine import CANARY_SHEET, recalculate
 from xlconv.errors import VerifyError, WorkbookError
 
 ROOT_ROLES = ("input", "kernel", "bias")
+# Exercise blocks: a student's typed answers, and the live self-checks and score (grade reads those).
+EXERCISE_ROLES = ("answer", "check", "score")
 MAX_REPORTED = 5
 
 
@@ -173,6 +175,8 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
         by_name = {r.name: r for r in records}
         for rec in records:
             report = sheets.setdefault(rec.sheet, SheetReport(rec.sheet))
+            if rec.role in EXERCISE_ROLES:
+                continue
             got = cells.block(rec)
             if rec.role in ROOT_ROLES:
                 bad = np.argwhere(np.isnan(got))
@@ -206,6 +210,8 @@ def _expected(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray,
     if rec.role != "output":
         raise VerifyError(f"{rec.name}: unknown recorded role {rec.role!r}")
     op = info["op"]
+    if op in ("out_size", "lecture_size"):
+        return _expected_size_chain(rec, cur, got)
     x = cur[info["input"]]
     if op == "conv":
         w = np.stack([cur[n] for n in info["weight"]])
@@ -241,6 +247,29 @@ def _expected_size(rec: Record, got: np.ndarray) -> list[np.ndarray]:
     if ref.out_size(h, k, s, p, d, ceil) >= 1:
         torch_out.reshape(-1)[out_index] = tref.out_size(h, k, s, p, d, ceil)
     return [np_out, torch_out]
+
+
+def _expected_size_chain(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray | None) -> list[np.ndarray]:
+    """An exercise's size-table answers (H_out, or the lecture's unrounded value) down the chain of layers."""
+    np_vals, torch_vals, h = [], [], None
+    for layer, h_in in zip(rec.info["layers"], rec.info["h_in"]):
+        p, k, s, d, ceil = (float(x) for x in cur[layer].ravel())
+        if h_in:
+            h = float(cur[h_in].ravel()[0])
+        if any(np.isnan([h, p, k, s, d, ceil])) or min(k, s, d) < 1 or h is None:
+            np_vals.append(np.nan), torch_vals.append(np.nan)  # a parameter someone blanked or zeroed
+            h = np.nan
+            continue
+        out = ref.out_size(int(h), int(k), int(s), int(p), int(d), bool(ceil))
+        if rec.info["op"] == "lecture_size":
+            np_vals.append(ref.lecture_out_size(h, k, s, p))
+            torch_vals.append(np_vals[-1])  # plain arithmetic: no torch counterpart
+        else:
+            np_vals.append(out)
+            torch_vals.append(tref.out_size(int(h), int(k), int(s), int(p), int(d), bool(ceil)) if out >= 1 else out)
+        h = out
+    shape = (1, len(np_vals), 1)
+    return [np.array(np_vals, dtype=np.float64).reshape(shape), np.array(torch_vals, dtype=np.float64).reshape(shape)]
 
 
 def _expected_trace(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray) -> np.ndarray:

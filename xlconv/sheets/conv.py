@@ -22,6 +22,11 @@ DIVERGING = dict(type="3_color_scale", min_type="percentile", min_value=2, min_c
                  mid_type="num", mid_value=0, mid_color="#FFFFFF",
                  max_type="percentile", max_value=98, max_color="#F8696B")
 GRAYSCALE = dict(type="2_color_scale", min_color="#000000", max_color="#FFFFFF")
+# "worksheet": the live sheet `xlconv build` makes. "key" and "student": an exercise's answer key and the
+# student's workbook, laid out cell for cell alike; the student's has blank answer cells where the key has formulas.
+MODES = ("worksheet", "key", "student")
+EXERCISE_INFO_ROW = 3  # student id and variant (left), live score (right)
+DEFAULT_TOLERANCE = 0.005  # largest accepted |typed answer - right answer|: right to 2 decimal places
 
 
 @dataclass
@@ -58,7 +63,11 @@ def apply(op, values: dict[str, np.ndarray], spec: ConvSheetSpec) -> np.ndarray:
 class ConvSheet:
     """Lays out and writes one convolution worksheet into a Book."""
 
-    def __init__(self, book: Book, spec: ConvSheetSpec, values: dict[str, np.ndarray] | None = None):
+    def __init__(self, book: Book, spec: ConvSheetSpec, values: dict[str, np.ndarray] | None = None,
+                 mode: str = "worksheet", self_check: bool = True, tolerance: float = DEFAULT_TOLERANCE,
+                 info: str = ""):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.book, self.spec = book, spec
         self.values = values if values is not None else compute(spec)
         self.ws = book.wb.add_worksheet(spec.sheet)
@@ -66,6 +75,13 @@ class ConvSheet:
         self.row = 0
         self.max_col = NOTE_COLUMNS
         self.grid_rows: set[int] = set()
+        self.mode, self.tolerance, self.info = mode, tolerance, info
+        self.exercise = mode != "worksheet"
+        self.checking = self.exercise and self_check  # a live check grid beside each answer grid, and a score
+        self.checks: list[Grid] = []
+        self._ops = {op.name: op for op in spec.ops}
+        self._conv_ctx: dict[str, tuple] = {}
+        self._exprs: dict[tuple, str] = {}
 
     # -- layout helpers -------------------------------------------------------------------------
 
@@ -135,22 +151,49 @@ class ConvSheet:
 
     def _header(self):
         s, b = self.spec, self.book
-        self.ws.write_string(0, 1, s.title, b.fmt(bold=True, font_size=16))
+        title = s.title + {"worksheet": "", "key": " (answer key)", "student": " (exercise)"}[self.mode]
+        self.ws.write_string(0, 1, title, b.fmt(bold=True, font_size=16))
         note = (s.note + " torch's Conv2d computes a cross-correlation: the kernel slides without being flipped. "
                 "Every output cell is a live formula (click one to read it); change any typed cell and everything "
                 "downstream follows. The size tables are live too, but the maps keep their layout: rebuild with "
                 "xlconv to change stride, padding or dilation.")
+        if self.exercise:
+            note = self._exercise_note()
         lines = max(2, math.ceil(len(note) / (NOTE_COLUMNS * 7.5)) + 1)
         self.ws.merge_range(1, 1, 1, NOTE_COLUMNS, note, b.fmt(text_wrap=True, valign="top", font_size=10))
         self.ws.set_row(1, 14 * lines)
         legend = [("input", "input (typed)"), ("kernel", "kernel (typed)"), ("bias", "bias (typed)"),
                   ("padding", "padding (zeros)"), ("output", "output (formula)"), ("param", "parameter"),
                   ("pick", "you type here")]
+        if self.exercise:
+            legend[4] = ("answer", "answer (formula)" if self.mode == "key" else "answer: type it here")
+            legend.pop()
         col = 1
         for role, text in legend:
             self.ws.merge_range(2, col, 2, col + 2, text, b.cell_fmt(role, "@", font_size=9))
             col += 3
+        if self.exercise:
+            self.ws.set_row(EXERCISE_INFO_ROW, 24)
+            if self.info:
+                self.ws.write_string(EXERCISE_INFO_ROW, 1, self.info, b.fmt(bold=True, font_size=10, valign="vcenter"))
         self.row = 4
+
+    def _exercise_note(self) -> str:
+        s, tol = self.spec, f"{self.tolerance:g}"
+        text = (s.exercise_note or s.note) + " torch's Conv2d is a cross-correlation: the kernel slides without " \
+            "being flipped. "
+        if self.mode == "key":
+            text += ("ANSWER KEY: the yellow answer cells hold the live formulas where the student's workbook has "
+                     "blank answer cells; the layout is the same cell for cell.")
+        else:
+            text += (f"Type the value of every cell of each yellow answer grid (a number such as 3, -1 or 0.25; "
+                     f"answers within {tol} of the right value count). The inputs and kernels are protected "
+                     f"(no password) so they cannot be changed by accident; changed inputs are flagged when graded.")
+        if self.checking:
+            text += (f" The grid beside each answer grid shows {fx.CHECK_RIGHT} or {fx.CHECK_WRONG} as you type "
+                     f"(? for text), and the score at the top counts the ticks. Those checks recompute the answer "
+                     f"from the inputs, so their formulas show how: that is what a self-check is.")
+        return text
 
     def _inputs(self):
         self._label(self.row, 1, "Inputs and kernels: typed numbers, change any of them", bold=True)
@@ -215,6 +258,10 @@ class ConvSheet:
         blocks.append((f"output {o}x{oh}x{ow}" if o > 1 else f"output {oh}x{ow}",
                        [spec.grid(w).label for w in op.weight] if o > 1 else [""], (oh, ow), 0))
         kinds.append("output")
+        if self.checking:
+            blocks.append((f"check {fx.CHECK_RIGHT} / {fx.CHECK_WRONG}",
+                           [spec.grid(w).label for w in op.weight] if o > 1 else [""], (oh, ow), 0))
+            kinds.append("check")
         placed = dict(zip([k if isinstance(k, str) else f"dil:{k[1]}" for k in kinds], self._band(blocks)))
 
         window_src = src
@@ -265,6 +312,7 @@ class ConvSheet:
         eh, ew = kernels[op.weight[0]][0].height, kernels[op.weight[0]][0].width
         out_grids = placed["output"]
         out_fmt = book.cell_fmt("output", num_format(out_vals))
+        self._conv_ctx[op.name] = (window_src, kernels, bias_cells, eh, ew)
         for oc, g in enumerate(out_grids):
             kgrids = kernels[op.weight[oc]]
             bias_ref = bias_cells[oc].cell(0, 0, absolute=True) if bias_cells else None
@@ -274,15 +322,21 @@ class ConvSheet:
                 wins = [wg.window(r0, c0, eh, ew).ref() for wg in window_src.grids]
                 return fx.conv(wins, [kg.ref(absolute=True) for kg in kgrids], bias_ref)
 
+            if self.exercise:
+                self._answer(op, oc, g, out_vals[oc], formula, placed.get("check"))
+                continue
             self._write_grid(g, "output", out_vals[oc], formula, out_fmt)
             self.ws.conditional_format(g.top, g.left, g.bottom, g.right, DIVERGING)
         info = dict(op="conv", input=op.input, weight=list(op.weight), bias=f"{op.name}_bias" if op.bias else None,
                     stride=list(op.stride), padding=list(op.padding), dilation=list(op.dilation), label=op.label)
-        self.book.record(op.name, "output", spec.sheet, out_grids, **info)
+        self.book.record(op.name, self._output_role, spec.sheet, out_grids, **info)
+        self._record_checks(op, placed.get("check"))
         self.placed[op.name] = Placed(op.name, out_grids, out_vals)
+        right = (placed.get("check") or out_grids)[-1].right
         self._size_table(op, src, out_grids, kernel=(kh, kw), top=out_grids[0].top,
-                         left=out_grids[-1].right + 2, kernel_grid=self.placed[op.weight[0]].grids[0])
-        self._trace(op, window_src, kernels, bias_cells, out_grids)
+                         left=right + 2, kernel_grid=self.placed[op.weight[0]].grids[0])
+        if not self.exercise:  # the trace panel computes answers: not on exercise sheets
+            self._trace(op, window_src, kernels, bias_cells, out_grids)
 
     def _pool(self, op: Pool):
         src = self.placed[op.input]
@@ -291,47 +345,158 @@ class ConvSheet:
         self._op_title(op, f"F.{op.mode}_pool2d({op.input}, kernel_size={_t(op.kernel_size)}, stride={_t(op.stride)}, "
                            f"padding={_t(op.padding)}" + (f", dilation={_t(op.dilation)}" if op.mode == "max" else "")
                        + f", ceil_mode={op.ceil_mode})")
-        (grids,) = self._band([(f"{op.mode} pooled {c}x{oh}x{ow}" if c > 1 else f"{op.mode} pooled {oh}x{ow}",
-                                _channel_labels(c), (oh, ow), 0)])
+        label = f"{op.mode} pooled {c}x{oh}x{ow}" if c > 1 else f"{op.mode} pooled {oh}x{ow}"
+        blocks = [(label, _channel_labels(c), (oh, ow), 0)]
+        if self.checking:
+            blocks.append((f"check {fx.CHECK_RIGHT} / {fx.CHECK_WRONG}", _channel_labels(c), (oh, ow), 0))
+        grids, *checks = self._band(blocks)
         fmt = self.book.cell_fmt("output", num_format(out_vals) if op.mode == "max" else "0.00")
-        _, h, w = src.values.shape
         for k, g in enumerate(grids):
             sg = src.grids[k]
 
             def formula(i, j, sg=sg):
-                rows, nh = ref.pool_bounds(i, h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0])
-                cols, nw = ref.pool_bounds(j, w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1])
-                if op.dilation == (1, 1):
-                    cells = [sg.window(rows[0], cols[0], len(rows), len(cols)).ref()]
-                else:
-                    cells = [sg.cell(r, cc) for r in rows for cc in cols]
-                divisor = None
-                if op.mode == "avg":
-                    n = nh * nw if op.count_include_pad else len(rows) * len(cols)
-                    divisor = None if n == len(rows) * len(cols) else n
-                return fx.pool(op.mode, cells, divisor)
+                return "=" + self._pool_formula(op, i, j, lambda rows, cols: (
+                    [sg.window(rows[0], cols[0], len(rows), len(cols)).ref()] if op.dilation == (1, 1)
+                    else [sg.cell(r, cc) for r in rows for cc in cols]))
 
+            if self.exercise:
+                self._answer(op, k, g, out_vals[k], formula, checks[0] if checks else None)
+                continue
             self._write_grid(g, "output", out_vals[k], formula, fmt)
             self.ws.conditional_format(g.top, g.left, g.bottom, g.right, DIVERGING)
         self.placed[op.name] = Placed(op.name, grids, out_vals)
-        self.book.record(op.name, "output", self.spec.sheet, grids, op=f"{op.mode}_pool", input=op.input,
+        self.book.record(op.name, self._output_role, self.spec.sheet, grids, op=f"{op.mode}_pool", input=op.input,
                          kernel_size=list(op.kernel_size), stride=list(op.stride), padding=list(op.padding),
                          dilation=list(op.dilation), ceil_mode=op.ceil_mode, count_include_pad=op.count_include_pad,
                          label=op.label)
-        self._size_table(op, src, grids, kernel=op.kernel_size, top=grids[0].top, left=grids[-1].right + 2)
+        self._record_checks(op, checks[0] if checks else None)
+        right = (checks[0] if checks else grids)[-1].right
+        self._size_table(op, src, grids, kernel=op.kernel_size, top=grids[0].top, left=right + 2)
+
+    def _pool_formula(self, op: Pool, i: int, j: int, cells_of) -> str:
+        """One pooling cell without its "=": cells_of(rows, cols) names the input cells of the window."""
+        _, h, w = self.values[op.input].shape
+        rows, nh = ref.pool_bounds(i, h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0])
+        cols, nw = ref.pool_bounds(j, w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1])
+        cells = cells_of(rows, cols)
+        divisor = None
+        if op.mode == "avg":
+            n = nh * nw if op.count_include_pad else len(rows) * len(cols)
+            divisor = None if n == len(rows) * len(cols) else n
+        return fx.pool(op.mode, cells, divisor)[1:]
 
     def _relu(self, op: Relu):
         src = self.placed[op.input]
         out_vals = self.values[op.name]
         c, h, w = out_vals.shape
         self._op_title(op, f"F.relu({op.input}) = MAX(0, x) per cell")
-        (grids,) = self._band([(f"ReLU {c}x{h}x{w}" if c > 1 else f"ReLU {h}x{w}", _channel_labels(c), (h, w), 0)])
+        blocks = [(f"ReLU {c}x{h}x{w}" if c > 1 else f"ReLU {h}x{w}", _channel_labels(c), (h, w), 0)]
+        if self.checking:
+            blocks.append((f"check {fx.CHECK_RIGHT} / {fx.CHECK_WRONG}", _channel_labels(c), (h, w), 0))
+        grids, *checks = self._band(blocks)
         fmt = self.book.cell_fmt("output", num_format(out_vals))
         for k, g in enumerate(grids):
+            if self.exercise:
+                self._answer(op, k, g, out_vals[k], lambda i, j, sg=src.grids[k]: fx.relu(sg.cell(i, j)),
+                             checks[0] if checks else None)
+                continue
             self._write_grid(g, "output", out_vals[k], lambda i, j, sg=src.grids[k]: fx.relu(sg.cell(i, j)), fmt)
             self.ws.conditional_format(g.top, g.left, g.bottom, g.right, DIVERGING)
         self.placed[op.name] = Placed(op.name, grids, out_vals)
-        self.book.record(op.name, "output", self.spec.sheet, grids, op="relu", input=op.input, label=op.label)
+        self.book.record(op.name, self._output_role, self.spec.sheet, grids, op="relu", input=op.input,
+                         label=op.label)
+        self._record_checks(op, checks[0] if checks else None)
+
+    # -- exercise sheets ------------------------------------------------------------------------
+
+    @property
+    def _output_role(self) -> str:
+        return "answer" if self.mode == "student" else "output"
+
+    def _answer(self, op, k: int, g: Grid, values: np.ndarray, formula, checks: list[Grid] | None):
+        """One channel of an answer grid: the key's formulas, or the student's blank unlocked cells; and its checks."""
+        b, ws = self.book, self.ws
+        if self.mode == "key":
+            self._write_grid(g, "answer", values, formula, b.cell_fmt("answer", num_format(values), bold=True))
+        else:
+            fmt = b.cell_fmt("answer", "General", bold=True, locked=False)
+            for i in range(g.height):
+                self.grid_rows.add(g.top + i)
+                for j in range(g.width):
+                    ws.write_blank(g.top + i, g.left + j, None, fmt)
+            self.max_col = max(self.max_col, g.right)
+        if checks is None:
+            return
+        cg = checks[k]
+        check_fmt = b.cell_fmt("check", "@", bold=True, font_size=12)
+        cached = fx.CHECK_RIGHT if self.mode == "key" else ""
+        for i in range(g.height):
+            self.grid_rows.add(cg.top + i)
+            for j in range(g.width):
+                r, c = cg.top + i, cg.left + j
+                where = (f"{self.spec.path}: {self.spec.sheet}!{a1(r, c)} (the self-check of {op.name}; "
+                         f"make the exercise with --no-self-check)")
+                f = fx.answer_check(g.cell(i, j), self._expr(op.name, k, i, j), self.tolerance + CHECK_SLACK)
+                ws.write_formula(r, c, check_formula(f, where), check_fmt, cached)
+        self.max_col = max(self.max_col, cg.right)
+        self.checks.append(cg)
+        fills = ((fx.CHECK_RIGHT, "#C6EFCE", "#006100"), (fx.CHECK_WRONG, "#FFC7CE", "#9C0006"),
+                 (fx.CHECK_NOT_A_NUMBER, "#FFEB9C", "#9C5700"))
+        for mark, fill, font in fills:
+            look = b.fmt(bg_color=fill, font_color=font)
+            ws.conditional_format(cg.top, cg.left, cg.bottom, cg.right,
+                                  dict(type="cell", criteria="==", value=f'"{mark}"', format=look))
+            ws.conditional_format(g.top, g.left, g.bottom, g.right,
+                                  dict(type="formula", criteria=f'={cg.cell(0, 0)}="{mark}"', format=look))
+
+    def _record_checks(self, op, checks: list[Grid] | None):
+        if checks:
+            self.book.record(f"{op.name}_check", "check", self.spec.sheet, checks, output=op.name)
+
+    def _expr(self, name: str, k: int, i: int, j: int) -> str:
+        """Cell (k, i, j) of a grid or op as an expression of the typed input cells only (for self-checks)."""
+        key = (name, k, i, j)
+        if key not in self._exprs:
+            op = self._ops.get(name)
+            if op is None:
+                e = self.placed[name].grids[k].cell(i, j, absolute=True)
+            elif isinstance(op, Conv):
+                e = self._conv_expr(op, k, i, j)
+            elif isinstance(op, Pool):
+                if op.input in self._ops:
+                    e = self._pool_formula(op, i, j, lambda rows, cols: [self._expr(op.input, k, r, c)
+                                                                         for r in rows for c in cols])
+                else:
+                    sg = self.placed[op.input].grids[k]
+                    e = self._pool_formula(op, i, j, lambda rows, cols: [sg.cell(r, c, absolute=True)
+                                                                         for r in rows for c in cols])
+            else:
+                e = f"MAX(0,{self._expr(op.input, k, i, j)})"
+            self._exprs[key] = e
+        return self._exprs[key]
+
+    def _conv_expr(self, op: Conv, oc: int, i: int, j: int) -> str:
+        window_src, kernels, bias_cells, eh, ew = self._conv_ctx[op.name]
+        bias = bias_cells[oc].cell(0, 0, absolute=True) if bias_cells else None
+        if op.input not in self._ops:  # the window lies on typed (or padded copies of typed) cells
+            r0, c0 = i * op.stride[0], j * op.stride[1]
+            wins = [wg.window(r0, c0, eh, ew).ref(absolute=True) for wg in window_src.grids]
+            return fx.conv(wins, [kg.ref(absolute=True) for kg in kernels[op.weight[oc]]], bias)[1:]
+        # The input is another answer: expand it tap by tap, so the check never trusts the student's cells.
+        c_in, h, w = self.values[op.input].shape
+        raw = self.placed[op.weight[oc]].grids
+        kh, kw = raw[0].height, raw[0].width
+        terms = []
+        for c in range(c_in):
+            for a in range(kh):
+                for bb in range(kw):
+                    ii = i * op.stride[0] + a * op.dilation[0] - op.padding[0]
+                    jj = j * op.stride[1] + bb * op.dilation[1] - op.padding[1]
+                    if 0 <= ii < h and 0 <= jj < w:
+                        terms.append(f"{raw[c].cell(a, bb, absolute=True)}*({self._expr(op.input, c, ii, jj)})")
+        if bias:
+            terms.append(bias)
+        return "+".join(terms) or "0"
 
     def _size_table(self, op, src: Placed, out_grids: list[Grid], kernel, top: int, left: int,
                     kernel_grid: Grid | None = None):
@@ -490,6 +655,19 @@ class ConvSheet:
 
     def _finish(self):
         ws = self.ws
+        if self.checking and self.checks:
+            b, col = self.book, NOTE_COLUMNS - 5
+            total = sum(g.height * g.width for g in self.checks)
+            ws.merge_range(EXERCISE_INFO_ROW, col, EXERCISE_INFO_ROW, col + 2, "score (live)",
+                           b.fmt(bold=True, align="right", valign="vcenter"))
+            ws.write_formula(EXERCISE_INFO_ROW, col + 3, fx.count_right([g.ref() for g in self.checks]),
+                             b.cell_fmt("output", "0", bold=True), total if self.mode == "key" else 0)
+            ws.write_string(EXERCISE_INFO_ROW, col + 4, f"of {total}", b.fmt(bold=True, valign="vcenter"))
+            self.book.record("_score", "score", self.spec.sheet, [Grid(EXERCISE_INFO_ROW, col + 3, 1, 1)], total=total)
+        if self.mode == "student":
+            # No password: this only keeps the inputs from being changed by accident.
+            ws.protect("", {"select_locked_cells": True, "select_unlocked_cells": True, "format_columns": True,
+                            "format_rows": True})
         ws.set_column(0, 0, 2)
         ws.set_column(1, self.max_col + 1, COL_WIDTH)
         for r in sorted(self.grid_rows):
@@ -500,6 +678,7 @@ class ConvSheet:
 
 
 COLOURS_PICK = "#FFD966"
+CHECK_SLACK = 1e-9  # so that an answer exactly at the tolerance counts, whatever the binary rounding
 
 
 def _cached(v):
@@ -516,6 +695,8 @@ def _t(p: tuple[int, int]) -> str:
     return str(p[0]) if p[0] == p[1] else f"({p[0]}, {p[1]})"
 
 
-def build_sheet(book: Book, spec: ConvSheetSpec) -> None:
-    """Write the convolution worksheet for spec into book."""
-    ConvSheet(book, spec).build()
+def build_sheet(book: Book, spec: ConvSheetSpec, **exercise) -> ConvSheet:
+    """Write the convolution worksheet for spec into book (exercise: mode, self_check, tolerance, info)."""
+    sheet = ConvSheet(book, spec, **exercise)
+    sheet.build()
+    return sheet

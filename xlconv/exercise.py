@@ -1,0 +1,420 @@
+"""Exercises for instructors: fresh inputs per variant, a student workbook and an answer key per variant.
+
+``exercise(spec, out_dir, seed=..., roster=...)`` writes::
+
+    out_dir/students/<spec>-<id>.xlsx      hand these out: blank answer cells under sheet protection
+    out_dir/keys/<spec>-<id>-key.xlsx      the live-formula answer key, laid out cell for cell like the student's
+    out_dir/index.csv                      id, name, file, key, variant seed
+    out_dir/exercise.json                  what grading needs: layout, ops, and every variant's inputs as generated
+
+Each variant's seed comes from (seed, student id) through SHA-256, never Python's salted hash(), so the same
+seed and roster always give the same variants, and the same files byte for byte (XlsxWriter writes fixed
+document and zip member timestamps). Grids with an ``exercise = [low, high]`` range get fresh random integers
+from a NumPy Generator seeded by the variant seed and the grid's name; other grids keep their spec values,
+unless a CSV replaces them for every variant. Kernel sizes, stride, padding and pooling stay as in the spec.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from xlconv import __version__
+from xlconv import spec as specs
+from xlconv.book import Book
+from xlconv.errors import ExerciseError, SpecError
+from xlconv.sheets.conv import DEFAULT_TOLERANCE, ConvSheet, compute
+from xlconv.spec import ConvSheetSpec, GridSpec, SizeSheetSpec, Spec
+
+MANIFEST = "exercise.json"
+INDEX = "index.csv"
+STUDENTS_DIR = "students"
+KEYS_DIR = "keys"
+MANIFEST_FORMAT = 1
+META_KEY = "exercise"  # the record sheet's row (column G) holding the exercise's JSON
+INPUTS_KEY = "inputs"  # ... and the row holding the inputs as generated
+SEED_BITS = 48  # variant seeds stay exact in JSON, JavaScript and a spreadsheet opening index.csv (< 2**53)
+ID_COLUMNS = ("id", "student_id", "studentid", "student", "sid", "student_number", "matriculation_number")
+NAME_COLUMNS = ("name", "student_name", "full_name", "fullname")
+MAX_REDRAWS = 1000
+
+
+@dataclass(frozen=True)
+class Student:
+    """One roster row: an id (required) and a name (may be empty)."""
+
+    id: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One student's version of the exercise: its seed and the spec with its inputs as generated."""
+
+    student: Student
+    seed: int
+    spec: Spec
+    student_file: str  # relative to the exercise folder
+    key_file: str
+
+    @property
+    def id(self) -> str:
+        """A short name of the variant (its seed in hex)."""
+        return f"{self.seed:012x}"
+
+
+@dataclass(frozen=True)
+class ExerciseResult:
+    """What `exercise` wrote."""
+
+    out_dir: Path
+    exercise_id: str
+    seed: int
+    variants: list[Variant]
+    randomized: list[str]  # grids drawn at random per variant
+    index: Path
+    manifest: Path
+
+    @property
+    def student_files(self) -> list[Path]:
+        return [self.out_dir / v.student_file for v in self.variants]
+
+    @property
+    def key_files(self) -> list[Path]:
+        return [self.out_dir / v.key_file for v in self.variants]
+
+
+# --- seeds and inputs -------------------------------------------------------
+
+
+def variant_seed(seed: int, student_id: str) -> int:
+    """The variant seed of a student: stable across runs, machines and Python versions."""
+    digest = hashlib.sha256(f"xlconv-exercise\0{int(seed)}\0{student_id}".encode("utf-8")).digest()
+    return int.from_bytes(digest[: SEED_BITS // 8], "big")
+
+
+def _name_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big")
+
+
+def draw_grid(grid: GridSpec, vseed: int) -> np.ndarray:
+    """Random integers in the grid's exercise range, same shape; redrawn while every cell is equal."""
+    lo, hi = (int(x) for x in grid.exercise)
+    rng = np.random.default_rng([vseed, _name_key(grid.name)])
+    values = rng.integers(lo, hi, size=grid.values.shape, endpoint=True)
+    for _ in range(MAX_REDRAWS):
+        if lo == hi or values.size == 1 or np.unique(values).size > 1:
+            break
+        values = rng.integers(lo, hi, size=grid.values.shape, endpoint=True)  # a constant grid teaches nothing
+    return values.astype(np.float64)
+
+
+def make_variant_spec(spec: Spec, vseed: int) -> Spec:
+    """The spec with fresh random integers in every grid that has an exercise range."""
+    if isinstance(spec, SizeSheetSpec):
+        return spec  # no grids: every variant is the spec's table
+    grids = []
+    for g in spec.grids:
+        if g.exercise is None:
+            grids.append(g)
+            continue
+        lo, hi = (int(x) for x in g.exercise)
+        grids.append(dataclasses.replace(g, values=draw_grid(g, vseed),
+                                         source=f"random integers {lo} to {hi} (variant {vseed:012x})"))
+    return dataclasses.replace(spec, grids=tuple(grids))
+
+
+def read_grid_csv(paths: Sequence[str | Path]) -> np.ndarray:
+    """A grid from CSV files of numbers, one file per channel: (C, H, W) float64."""
+    channels = []
+    for p in map(Path, paths):
+        try:
+            with open(p, newline="", encoding="utf-8-sig") as fh:
+                rows = [[c.strip() for c in row] for row in csv.reader(fh) if any(c.strip() for c in row)]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ExerciseError(f"{p}: cannot read the grid CSV: {e}") from None
+        if not rows:
+            raise ExerciseError(f"{p}: the grid CSV has no numbers")
+        parsed = []
+        for r, row in enumerate(rows, start=1):
+            try:
+                values = [float(c) for c in row]
+            except ValueError:
+                raise ExerciseError(f"{p}: row {r} has a cell that is not a number: {row}") from None
+            if not all(np.isfinite(values)):
+                raise ExerciseError(f"{p}: row {r} has a number that is not finite: {row}")
+            if len(values) != len(rows[0]):
+                raise ExerciseError(f"{p}: row {r} has {len(values)} numbers, row 1 has {len(rows[0])}")
+            parsed.append(values)
+        channels.append(parsed)
+    if len({(len(c), len(c[0])) for c in channels}) > 1:
+        raise ExerciseError(f"{', '.join(map(str, paths))}: the channels differ in size")
+    return np.asarray(channels, dtype=np.float64)
+
+
+def with_csv_grids(spec: ConvSheetSpec, grid_csv: Mapping[str, Sequence[str | Path] | str | Path]) -> ConvSheetSpec:
+    """The spec with some grids replaced by CSV files (the same for every variant, never randomized)."""
+    names = {g.name for g in spec.grids}
+    grids = list(spec.grids)
+    for name, paths in grid_csv.items():
+        if name not in names:
+            raise ExerciseError(f"{spec.path}: has no grid {name!r} for a CSV to replace "
+                                f"(grids: {', '.join(sorted(names))})")
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        values = read_grid_csv(paths)
+        k = next(i for i, g in enumerate(grids) if g.name == name)
+        grids[k] = dataclasses.replace(grids[k], values=values, exercise=None,
+                                       source="from " + ", ".join(Path(p).name for p in paths))
+    out = dataclasses.replace(spec, grids=tuple(grids))
+    try:
+        specs.check_shapes(out)
+    except SpecError as e:
+        raise ExerciseError(f"with the CSV grids: {e}") from None
+    return out
+
+
+def spec_fingerprint(spec: Spec) -> str:
+    """SHA-256 of what makes an exercise: sheet, ops, grid shapes and ranges, and the values of fixed grids."""
+    if isinstance(spec, SizeSheetSpec):
+        doc = {"kind": spec.kind, "name": spec.name, "title": spec.title, "sheet": spec.sheet,
+               "rows": [dataclasses.asdict(r) for r in spec.rows]}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode("utf-8")).hexdigest()
+    doc = {
+        "kind": spec.kind, "name": spec.name, "title": spec.title, "sheet": spec.sheet,
+        "ops": [dict(dataclasses.asdict(op), kind=op.kind) for op in spec.ops],
+        "grids": [{"name": g.name, "shape": list(g.values.shape), "exercise": g.exercise,
+                   "values": None if g.exercise else g.values.tolist()} for g in spec.grids],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=list).encode("utf-8")).hexdigest()
+
+
+def exercise_id(spec: Spec) -> str:
+    """The spec's name and a short hash of it: workbooks of another exercise never match."""
+    return f"{spec.name}-{spec_fingerprint(spec)[:12]}"
+
+
+# --- the roster -------------------------------------------------------------
+
+
+def _norm(column: str) -> str:
+    return re.sub(r"[\s\-.]+", "_", str(column).strip().lower())
+
+
+def read_roster(path: str | Path, id_column: str | None = None, name_column: str | None = None) -> list[Student]:
+    """Students of a roster CSV (read with pandas): an id column and an optional name column."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    except FileNotFoundError:
+        raise ExerciseError(f"{path}: no such roster file") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
+        raise ExerciseError(f"{path}: not a readable roster CSV ({type(e).__name__}: {str(e).strip()})") from None
+    columns = {_norm(c): c for c in df.columns}
+    found = ", ".join(repr(str(c)) for c in df.columns) or "none"
+
+    def pick(wanted: str | None, candidates: tuple[str, ...], what: str, required: bool) -> str | None:
+        if wanted is not None:
+            if wanted in df.columns:
+                return wanted
+            if _norm(wanted) in columns:
+                return columns[_norm(wanted)]
+            raise ExerciseError(f"{path}: has no column {wanted!r} for the {what} (columns: {found})")
+        for c in candidates:
+            if c in columns:
+                return columns[c]
+        if required:
+            raise ExerciseError(f"{path}: no {what} column: name one {', '.join(candidates[:4])} or pass "
+                                f"--id-column (columns: {found})")
+        return None
+
+    id_col = pick(id_column, ID_COLUMNS, "student id", True)
+    name_col = pick(name_column, NAME_COLUMNS, "student name", False)
+    students, seen = [], {}
+    for n, row in enumerate(df.to_dict("records"), start=2):  # row 1 is the header
+        sid = str(row[id_col]).strip()
+        name = str(row[name_col]).strip() if name_col else ""
+        if not sid:
+            if name or any(str(v).strip() for v in row.values()):
+                raise ExerciseError(f"{path}: row {n}: column {id_col!r} (the student id) is empty")
+            continue  # a blank line
+        if sid in seen:
+            raise ExerciseError(f"{path}: row {n}: column {id_col!r} repeats the student id {sid!r} of row {seen[sid]}")
+        seen[sid] = n
+        students.append(Student(sid, name))
+    if not students:
+        raise ExerciseError(f"{path}: column {id_col!r} has no student ids")
+    safe: dict[str, str] = {}
+    for s in students:
+        f = safe_id(s.id)
+        if f in safe:
+            raise ExerciseError(f"{path}: column {id_col!r}: the ids {safe[f]!r} and {s.id!r} give the same file "
+                                f"name {f!r}")
+        safe[f] = s.id
+    return students
+
+
+def safe_id(student_id: str) -> str:
+    """A student id as a file-name part: letters, digits, '.', '_' and '-' only, never a path."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", student_id).strip("._-")
+    return s[:64] or "id_" + hashlib.sha256(student_id.encode()).hexdigest()[:12]
+
+
+# --- writing ----------------------------------------------------------------
+
+
+def root_values(spec: Spec) -> dict[str, np.ndarray]:
+    """The typed blocks of a sheet as generated: every grid, and each conv's bias cells as (O, 1, 1)."""
+    if isinstance(spec, SizeSheetSpec):
+        from xlconv.sheets.size import layer_inputs
+
+        return {k: np.asarray(v, dtype=np.float64) for k, v in layer_inputs(spec).items()}
+    values = {g.name: g.values for g in spec.grids}
+    for op in spec.ops:
+        if op.kind == "conv" and op.bias is not None:
+            values[f"{op.name}_bias"] = np.asarray(op.bias, dtype=np.float64)[:, None, None]
+    return values
+
+
+def _meta(spec: Spec, eid: str, v: Variant, mode: str, self_check: bool, tolerance: float) -> dict:
+    return {"format": MANIFEST_FORMAT, "exercise_id": eid, "spec": spec.name, "sheet": spec.sheet,
+            "variant_seed": v.seed, "variant_id": v.id, "student_id": v.student.id, "name": v.student.name,
+            "mode": mode, "self_check": self_check, "tolerance": tolerance, "xlconv": __version__}
+
+
+def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolerance: float) -> list[dict]:
+    spec = v.spec
+    who = " ".join(x for x in (v.student.id, v.student.name) if x)
+    info = (f"Student: {who}   |   " if who else "") + f"variant {v.id}" + ("   |   ANSWER KEY" if mode == "key" else "")
+    title = spec.title + (" (answer key)" if mode == "key" else " (exercise)")
+    with Book(path, title) as book:
+        book.meta[META_KEY] = json.dumps(_meta(spec, eid, v, mode, self_check, tolerance), sort_keys=True)
+        book.meta[INPUTS_KEY] = json.dumps({k: a.tolist() for k, a in root_values(spec).items()}, sort_keys=True)
+        if isinstance(spec, SizeSheetSpec):
+            from xlconv.sheets import size
+
+            size.build_sheet(book, spec, mode=mode, self_check=self_check, tolerance=tolerance, info=info)
+        else:
+            ConvSheet(book, spec, compute(spec), mode=mode, self_check=self_check, tolerance=tolerance,
+                      info=info).build()
+        blocks = [{"name": b.name, "role": b.role, "sheet": b.sheet, "ranges": [g.ref(absolute=True) for g in b.grids],
+                   "info": b.info} for b in book.blocks]
+    return blocks
+
+
+def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: int | None = None,
+             roster: str | Path | Sequence[Student] | None = None, self_check: bool = True,
+             tolerance: float = DEFAULT_TOLERANCE, grid_csv: Mapping[str, Sequence[str | Path] | str | Path] | None = None,
+             id_column: str | None = None, name_column: str | None = None) -> ExerciseResult:
+    """Write a student workbook and an answer key per variant, an index CSV and the manifest grading reads."""
+    parsed = spec if isinstance(spec, (specs.ConvSheetSpec, specs.SizeSheetSpec)) else specs.load(spec)
+    if grid_csv and isinstance(parsed, SizeSheetSpec):
+        raise ExerciseError(f"{parsed.path}: an output-size sheet has no grids for --grid to replace")
+    if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < float("inf")):
+        raise ExerciseError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    if grid_csv:
+        parsed = with_csv_grids(parsed, grid_csv)
+    if seed is None:
+        seed = secrets.randbelow(10**9)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ExerciseError(f"seed must be an integer >= 0, got {seed!r}")
+    if roster is None:
+        students = [Student("")]
+    elif isinstance(roster, (str, Path)):
+        students = read_roster(roster, id_column, name_column)
+    else:
+        students = list(roster)
+    out = Path(out_dir)
+    eid = exercise_id(parsed)
+    _check_out_dir(out, eid, seed)
+
+    variants = []
+    for s in students:
+        vseed = variant_seed(seed, s.id)
+        stem = f"{parsed.name}-{safe_id(s.id)}" if s.id else parsed.name
+        variants.append(Variant(s, vseed, make_variant_spec(parsed, vseed), f"{STUDENTS_DIR}/{stem}.xlsx",
+                                f"{KEYS_DIR}/{stem}-key.xlsx"))
+    layout = None
+    for v in variants:
+        key_blocks = _write(out / v.key_file, v, eid, "key", self_check, tolerance)
+        student_blocks = _write(out / v.student_file, v, eid, "student", self_check, tolerance)
+        cells = [(b["name"], b["ranges"]) for b in key_blocks]
+        if cells != [(b["name"], b["ranges"]) for b in student_blocks] or (
+                layout is not None and cells != [(b["name"], b["ranges"]) for b in layout]):
+            raise AssertionError("exercise layouts differ between key, student or variants")  # a bug, not input
+        if layout is None:
+            layout = [dict(b, info={k: x for k, x in b["info"].items() if k != "source"}) for b in key_blocks]
+
+    manifest = {
+        "format": MANIFEST_FORMAT, "xlconv": __version__, "exercise_id": eid, "spec": parsed.name,
+        "spec_path": str(parsed.path), "spec_hash": spec_fingerprint(parsed), "title": parsed.title,
+        "sheet": parsed.sheet, "seed": seed, "self_check": self_check, "tolerance": tolerance,
+        "randomized": {g.name: [int(x) for x in g.exercise] for g in getattr(parsed, "grids", ()) if g.exercise},
+        "blocks": layout,
+        "answers": [b["name"] for b in layout if b["role"] == "output"],
+        "variants": [{"student_id": v.student.id, "name": v.student.name, "variant_seed": v.seed,
+                      "variant_id": v.id, "student_file": v.student_file, "key_file": v.key_file,
+                      "inputs": {k: a.tolist() for k, a in root_values(v.spec).items()}} for v in variants],
+    }
+    manifest_path = _atomic_write(out / MANIFEST, json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+    rows = [["student_id", "name", "file", "key", "variant_seed"]] + [
+        [v.student.id, v.student.name, v.student_file, v.key_file, str(v.seed)] for v in variants]
+    index_path = _atomic_write(out / INDEX, _csv_text(rows))
+    return ExerciseResult(out, eid, seed, variants, sorted(manifest["randomized"]), index_path, manifest_path)
+
+
+def _check_out_dir(out: Path, eid: str, seed: int) -> None:
+    """Refuse to overwrite the keys of a different exercise or seed (students may hold those variants)."""
+    if out.exists() and not out.is_dir():
+        raise ExerciseError(f"{out}: exists and is not a folder")
+    old = out / MANIFEST
+    if not old.exists():
+        return
+    try:
+        doc = json.loads(old.read_text(encoding="utf-8"))
+        same = doc.get("exercise_id") == eid and doc.get("seed") == seed
+    except (OSError, ValueError, AttributeError):
+        same = False
+    if not same:
+        raise ExerciseError(f"{out}: already holds another exercise or seed ({MANIFEST}); its keys would be lost: "
+                            f"choose another -o folder or delete it")
+
+
+def _csv_text(rows: list[list[str]]) -> str:
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+__all__ = ["exercise", "variant_seed", "read_roster", "read_grid_csv", "Student", "Variant", "ExerciseResult",
+           "exercise_id", "spec_fingerprint", "root_values", "safe_id", "MANIFEST", "INDEX", "META_KEY", "INPUTS_KEY"]

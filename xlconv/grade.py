@@ -1,0 +1,481 @@
+"""Grading returned exercise workbooks: one gradebook row per submission, whatever the file is.
+
+Marking scheme
+--------------
+* A *question* is one answer block of the sheet: one op's output (for example both feature maps of a conv
+  with two filters, or a pooled map). Its marks are the number of its cells answered right; its maximum is
+  its number of cells. ``total`` and ``max`` add the questions up; ``percent`` is 100 * total / max.
+* An answer is right when it is a number within the tolerance of the right value: ``|answer - right| <=
+  tolerance`` (default 0.005, i.e. right to 2 decimal places; the exercise records it, ``--tolerance``
+  overrides it). The right values come from the inputs *as generated* (the key's manifest), computed with
+  NumPy and cross-checked with torch: a student who changed an input does not get a new right answer, and
+  the row's status says ``edited-inputs``.
+* Typed text is read the way a teacher would read it: surrounding spaces are ignored, a Unicode minus
+  (U+2212) or dash counts as a minus sign, a leading ``+`` is allowed, full-width digits count, a single
+  comma with no dot is a decimal comma (``"3,5"`` is 3.5), a fraction ``a/b`` is its value. Blank cells are
+  unanswered; anything else (words, ``TRUE``, error values, dates) is wrong, with a note.
+* Cells the student filled with formulas count by their saved values; a file saved without values (by
+  openpyxl or some online tools) is recalculated in LibreOffice first (macros disabled, with a timeout).
+
+Statuses: ``ok`` and ``edited-inputs`` carry marks; every other status (see STATUSES) explains why a file
+got none. A hostile or broken file is a row, never an error of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from xlconv import safety
+from xlconv.cells import parse_range
+from xlconv.errors import ExerciseError, VerifyError, XlconvError
+from xlconv.exercise import INPUTS_KEY, MANIFEST, MANIFEST_FORMAT, META_KEY
+from xlconv.verify import ROOT_ROLES, Record, _expected
+
+GRADED = ("ok", "edited-inputs")
+STATUSES = {
+    "ok": "graded",
+    "edited-inputs": "graded against the inputs as generated; the student changed input cells (see note)",
+    "not-an-exercise": "a workbook, but not an xlconv exercise (no exercise record in its hidden _xlconv sheet)",
+    "wrong-exercise": "an exercise workbook made for another exercise than this key's",
+    "wrong-variant": "not the variant this key gives the student it names (another seed or term)",
+    "unknown-student": "the student id it records is not in this key",
+    "answer-key": "an answer key, not a student's workbook",
+    "missing-sheet": "the exercise sheet is missing from the workbook",
+    "recalc-failed": "answers typed as formulas had no saved values, and LibreOffice could not recalculate them",
+    **safety.STATUSES,
+}
+MAX_NOTE_ITEMS = 4
+_MINUSES = "\u2212\u2010\u2011\u2012\u2013\u2014\ufe63\uff0d"
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?")
+_FRACTION = re.compile(r"([+-]?\d+)/(\d+)")
+
+
+# --- reading one typed answer ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A typed answer as a teacher reads it: blank, a number (perhaps read from text), or not a number."""
+
+    kind: str  # "blank" | "number" | "text" (a number read from text) | "bad"
+    value: float | None = None
+    shown: str = ""
+
+
+def read_answer(v: Any) -> Answer:
+    """Read a cell's value as a teacher would (see the module docstring for the rules)."""
+    if v is None:
+        return Answer("blank")
+    if isinstance(v, bool):
+        return Answer("bad", shown=str(v).upper())
+    if isinstance(v, (int, float)):
+        f = float(v)
+        return Answer("number", f) if math.isfinite(f) else Answer("bad", shown=repr(v))
+    raw = str(v)
+    s = unicodedata.normalize("NFKC", raw)
+    s = s.translate({ord(c): "-" for c in _MINUSES}).translate({ord(c): None for c in _INVISIBLE}).strip()
+    if s.startswith("'"):
+        s = s[1:].strip()  # a text marker some tools keep
+    if not s:
+        return Answer("blank")
+    m = re.fullmatch(r"([+-])\s*(.+)", s)
+    if m:
+        s = m[1] + m[2]
+    if "," in s and "." not in s and s.count(",") == 1:
+        s = s.replace(",", ".")  # a decimal comma
+    if _NUMBER.fullmatch(s) and math.isfinite(float(s)):
+        return Answer("text", float(s), raw)
+    m = _FRACTION.fullmatch(s)
+    if m and int(m[2]) != 0:
+        return Answer("text", int(m[1]) / int(m[2]), raw)
+    return Answer("bad", shown=raw)
+
+
+# --- the key ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Key:
+    """An exercise's manifest (exercise.json), as `xlconv exercise` wrote it into the key folder."""
+
+    folder: Path
+    exercise_id: str
+    sheet: str
+    tolerance: float
+    records: list[Record]
+    answers: list[Record]
+    inputs: list[Record]
+    variants: dict[str, dict]  # student id -> variant
+    _expected: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def expected(self, student_id: str) -> dict[str, np.ndarray]:
+        """Right answers of a student's variant, by NumPy, cross-checked with torch."""
+        if student_id not in self._expected:
+            variant = self.variants[student_id]
+            cur = {k: np.asarray(v, dtype=np.float64) for k, v in variant["inputs"].items()}
+            by_name = {r.name: r for r in self.records}
+            out = {}
+            for rec in self.records:
+                if rec.role not in ("padded", "dilated", "output"):
+                    continue
+                results = _expected(rec, cur, None, by_name)
+                for other in results[1:]:
+                    if other.shape != results[0].shape or not np.allclose(other, results[0], rtol=1e-12, atol=1e-9):
+                        raise VerifyError(f"{rec.name}: NumPy and torch disagree on the right answers")
+                cur[rec.name] = results[0]
+                if rec.role == "output":
+                    out[rec.name] = results[0]
+            self._expected[student_id] = out
+        return self._expected[student_id]
+
+
+def load_key(folder: str | Path) -> Key:
+    """The manifest of an exercise folder; ExerciseError naming the file when it is missing or malformed."""
+    folder = Path(folder)
+    path = folder if folder.suffix == ".json" and not folder.is_dir() else folder / MANIFEST
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExerciseError(f"{path}: no such file; pass --key the folder `xlconv exercise -o` wrote") from None
+    except (OSError, ValueError) as e:
+        raise ExerciseError(f"{path}: not a readable exercise manifest ({e})") from None
+    try:
+        if doc["format"] != MANIFEST_FORMAT:
+            raise ExerciseError(f"{path}: manifest format {doc['format']!r}, this xlconv reads {MANIFEST_FORMAT}")
+        records = [Record(b["name"], b["role"], b["sheet"], tuple(parse_range(r) for r in b["ranges"]), b["info"])
+                   for b in doc["blocks"]]
+        variants = {v["student_id"]: v for v in doc["variants"]}
+        key = Key(path.parent, doc["exercise_id"], doc["sheet"], float(doc["tolerance"]), records,
+                  [r for r in records if r.role == "output"], [r for r in records if r.role in ROOT_ROLES], variants)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ExerciseError(f"{path}: not a valid exercise manifest ({type(e).__name__}: {e})") from None
+    return key
+
+
+# --- grading --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One gradebook row."""
+
+    file: str
+    status: str
+    note: str = ""
+    student_id: str = ""
+    name: str = ""
+    variant_seed: int | None = None
+    marks: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int | None:
+        return sum(self.marks.values()) if self.status in GRADED else None
+
+
+@dataclass
+class Gradebook:
+    """The result of `grade`: rows, the questions and their maxima, and where the gradebook was written."""
+
+    rows: list[Row]
+    questions: dict[str, int]  # answer block -> number of cells
+    tolerance: float
+    path: Path | None
+
+    @property
+    def max(self) -> int:
+        return sum(self.questions.values())
+
+    def frame(self):
+        """The gradebook as a pandas DataFrame (one row per submission)."""
+        import pandas as pd
+
+        records = []
+        for r in self.rows:
+            graded = r.status in GRADED
+            rec = {"file": _safe_text(r.file), "student_id": _safe_text(r.student_id), "name": _safe_text(r.name),
+                   "variant_seed": r.variant_seed, "status": r.status}
+            for q, n in self.questions.items():
+                rec[question_column(q, n)] = r.marks.get(q) if graded else None
+            rec.update(total=r.total, max=self.max if graded else None,
+                       percent=round(100.0 * r.total / self.max, 1) if graded and self.max else None,
+                       tolerance=self.tolerance, note=_safe_text(r.note))
+            records.append(rec)
+        df = pd.DataFrame.from_records(records, columns=list(_columns(self)))
+        for c in ["variant_seed", "total", "max"] + [question_column(q, n) for q, n in self.questions.items()]:
+            df[c] = df[c].astype("Int64")
+        return df
+
+
+def question_column(name: str, cells: int) -> str:
+    return f"{name} (of {cells})"
+
+
+def _columns(book: Gradebook):
+    yield from ("file", "student_id", "name", "variant_seed", "status")
+    yield from (question_column(q, n) for q, n in book.questions.items())
+    yield from ("total", "max", "percent", "tolerance", "note")
+
+
+def _safe_text(text: str) -> str:
+    """Text a spreadsheet shows as text: never a formula (CSV/formula injection from a student's file)."""
+    text = str(text).replace("\r", " ").replace("\n", " ")
+    if text[:1] in ("=", "@", "\t") or (text[:1] in ("+", "-") and not re.fullmatch(r"[+-][\d.]+", text)):
+        return "'" + text
+    return text
+
+
+def grade(submissions: Sequence[str | Path], key: str | Path, output: str | Path | None = "gradebook.csv",
+          tolerance: float | None = None, timeout: float = safety.DEFAULT_TIMEOUT,
+          memory: int = safety.DEFAULT_MEMORY, engine_timeout: float = 120.0, jobs: int = 2) -> Gradebook:
+    """Grade returned workbooks against an exercise folder; write the gradebook (.csv or .xlsx) to output."""
+    from openpyxl.xml import defusedxml_available
+
+    if not defusedxml_available():
+        raise ExerciseError("defusedxml is not installed: refusing to parse students' files (pip install defusedxml)")
+    k = load_key(key)
+    tol = k.tolerance if tolerance is None else tolerance
+    if not (isinstance(tol, (int, float)) and 0 <= tol < float("inf")):
+        raise ExerciseError(f"tolerance must be a number >= 0, got {tol!r}")
+    out = Path(output) if output is not None else None
+    if out is not None and out.suffix.lower() not in (".csv", ".xlsx"):
+        raise ExerciseError(f"{out}: the gradebook must be a .csv or .xlsx file")
+    files = _expand(submissions, out)
+    if out is not None:
+        for f in files:
+            if f.exists() and out.exists() and os.path.samefile(f, out):
+                raise ExerciseError(f"{out}: is one of the submissions; choose another gradebook path")
+        if out.is_dir():
+            raise ExerciseError(f"{out}: is a folder; give the gradebook a file name")
+    ranges = [r for rec in k.answers + k.inputs for r in _ranges(rec)]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        reads = list(pool.map(lambda f: safety.read_submission(f, k.sheet, ranges, timeout, memory), files))
+    rows = [_grade_one(f, r, k, tol, ranges, timeout, memory, engine_timeout) for f, r in zip(files, reads)]
+    _note_duplicates(rows)
+    book = Gradebook(rows, {rec.name: _cells(rec) for rec in k.answers}, tol, out)
+    if out is not None:
+        write_gradebook(book, out)
+    return book
+
+
+def _expand(submissions: Sequence[str | Path], out: Path | None) -> list[Path]:
+    """Files to grade: folders stand for their files (not hidden ones, not Office lock files, not the gradebook)."""
+    files = []
+    for s in map(Path, submissions):
+        if s.is_dir():
+            for f in sorted(s.iterdir()):
+                if f.name.startswith((".", "~$")) or f.is_dir():
+                    continue
+                if out is not None and f.resolve() == out.resolve():
+                    continue
+                files.append(f)
+        else:
+            files.append(s)
+    return files
+
+
+def _ranges(rec: Record) -> list[str]:
+    return [g.ref(absolute=True) for g in rec.grids]
+
+
+def _cells(rec: Record) -> int:
+    return sum(g.height * g.width for g in rec.grids)
+
+
+def _meta(read: safety.ReadResult) -> dict | None:
+    text = read.meta.get(META_KEY)
+    if not text or len(text) > 100_000:
+        return None
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _grade_one(path: Path, read: safety.ReadResult, k: Key, tol: float, ranges: list[str], timeout: float,
+               memory: int, engine_timeout: float) -> Row:
+    row = Row(str(path), read.status, read.note, seconds=read.seconds)
+    if read.status != "ok":
+        return row
+    meta = _meta(read)
+    if meta is None:
+        row.status, row.note = "not-an-exercise", STATUSES["not-an-exercise"]
+        return row
+    sid = str(meta.get("student_id", ""))[:200]
+    row.student_id, row.name = sid, str(meta.get("name", ""))[:200]
+    seed = meta.get("variant_seed")
+    row.variant_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+    if meta.get("exercise_id") != k.exercise_id:
+        row.status = "wrong-exercise"
+        row.note = f"made for exercise {str(meta.get('exercise_id'))[:80]!r}; this key is {k.exercise_id!r}"
+        return row
+    if sid not in k.variants:
+        row.status, row.note = "unknown-student", f"records student id {sid!r}, which is not in this key"
+        return row
+    variant = k.variants[sid]
+    row.name = variant["name"]  # the roster's, not the file's
+    if row.variant_seed != variant["variant_seed"]:
+        row.status = "wrong-variant"
+        row.note = (f"records variant seed {seed!r}, but this key gives {sid!r} the variant "
+                    f"{variant['variant_seed']} (a file from another seed or term?)")
+        return row
+    if meta.get("mode") == "key":
+        row.status, row.note = "answer-key", STATUSES["answer-key"]
+        return row
+    if read.cells is None:
+        row.status, row.note = "missing-sheet", f"the sheet {k.sheet!r} is missing (sheets: {read.sheets})"
+        return row
+    if any(is_formula and value is None for rec in k.answers for r in _ranges(rec)
+           for line in read.cells[r] for value, is_formula in line):
+        read = _recalculated(path, k, ranges, timeout, memory, engine_timeout)
+        if read.status != "ok":
+            row.status, row.note = read.status, read.note
+            return row
+        row = _mark(row, read, k, tol, variant)
+        row.note = "; ".join(x for x in ("answers are formulas saved without values: recalculated in LibreOffice",
+                                         row.note) if x)
+    else:
+        row = _mark(row, read, k, tol, variant)
+    if read.sheet and read.sheet != k.sheet:
+        if row.status == "edited-inputs":  # not the exercise sheet renamed, but some other sheet
+            return Row(str(path), "missing-sheet", f"the sheet {k.sheet!r} is missing (the only other sheet, "
+                       f"{read.sheet!r}, does not hold this variant's inputs)", row.student_id, row.name,
+                       row.variant_seed, seconds=row.seconds)
+        row.note = "; ".join(x for x in (f"the sheet {k.sheet!r} was renamed {read.sheet!r}", row.note) if x)
+    return row
+
+
+def _recalculated(path: Path, k: Key, ranges: list[str], timeout: float, memory: int,
+                  engine_timeout: float) -> safety.ReadResult:
+    """Recalculate a file that has formulas without saved values in LibreOffice, then read it again."""
+    from xlconv.engine import recalculate
+
+    with tempfile.TemporaryDirectory(prefix="xlconv-grade-") as tmp:
+        try:
+            [copy] = recalculate([path], tmp, timeout=engine_timeout)
+        except XlconvError as e:
+            return safety.ReadResult("recalc-failed", f"answers are formulas without saved values, and "
+                                                      f"LibreOffice could not recalculate: {str(e)[:200]}")
+        read = safety.read_submission(copy, k.sheet, ranges, timeout, memory)
+    if read.status == "ok" and read.cells is None:
+        return safety.ReadResult("recalc-failed", "the recalculated copy lost the exercise sheet")
+    return read
+
+
+def _mark(row: Row, read: safety.ReadResult, k: Key, tol: float, variant: dict) -> Row:
+    notes: list[str] = []
+    edited = []
+    for rec in k.inputs:
+        want = np.asarray(variant["inputs"][rec.name], dtype=np.float64)
+        for c, (g, r) in enumerate(zip(rec.grids, _ranges(rec))):
+            for i, line in enumerate(read.cells[r]):
+                for j, (value, _) in enumerate(line):
+                    a = read_answer(float(value) if isinstance(value, bool) else value)  # ceil_mode cells
+                    if a.kind != "number" or abs(a.value - want[c, i, j]) > 1e-9:
+                        edited.append(f"{g.cell(i, j)} ({want[c, i, j]:g} -> {_show(value)})")
+    texts, bads = [], []
+    expected = k.expected(row.student_id)
+    for rec in k.answers:
+        exp = expected[rec.name]
+        right = 0
+        for c, (g, r) in enumerate(zip(rec.grids, _ranges(rec))):
+            for i, line in enumerate(read.cells[r]):
+                for j, (value, _) in enumerate(line):
+                    a = read_answer(value)
+                    if a.kind == "bad":
+                        bads.append(f"{g.cell(i, j)} {_show(value)}")
+                    elif a.kind == "text":
+                        texts.append(f"{g.cell(i, j)} {_show(value)} as {a.value:g}")
+                    if a.value is not None and abs(a.value - exp[c, i, j]) <= tol + 1e-9:
+                        right += 1
+        row.marks[rec.name] = right
+    if edited:
+        row.status = "edited-inputs"
+        notes.append(f"changed input cells (graded against the inputs as generated): {_some(edited)}")
+    if texts:
+        notes.append(f"text read as numbers: {_some(texts)}")
+    if bads:
+        notes.append(f"not numbers (wrong): {_some(bads)}")
+    row.note = "; ".join(notes)
+    return row
+
+
+def _show(value: Any) -> str:
+    s = repr(value) if isinstance(value, str) else str(value)
+    return s if len(s) <= 24 else s[:21] + "..."
+
+
+def _some(items: list[str]) -> str:
+    more = len(items) - MAX_NOTE_ITEMS
+    return ", ".join(items[:MAX_NOTE_ITEMS]) + (f" and {more} more" if more > 0 else "")
+
+
+def _note_duplicates(rows: list[Row]) -> None:
+    by_id: dict[str, list[Row]] = {}
+    for r in rows:
+        if r.status in GRADED and r.student_id:
+            by_id.setdefault(r.student_id, []).append(r)
+    for same in by_id.values():
+        if len(same) > 1:
+            for r in same:
+                others = ", ".join(Path(o.file).name for o in same if o is not r)
+                r.note = "; ".join(x for x in (r.note, f"the same student's variant is also in {others}") if x)
+
+
+def write_gradebook(book: Gradebook, path: str | Path) -> Path:
+    """Write the gradebook atomically: CSV, or XLSX with a second sheet explaining the scheme and statuses."""
+    path = Path(path)
+    df = book.frame()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix.lower() == ".csv":
+            df.to_csv(tmp, index=False, encoding="utf-8")
+        else:
+            import pandas as pd
+
+            scheme = pd.DataFrame({"scheme": scheme_lines(book)})
+            with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
+                df.to_excel(xw, sheet_name="gradebook", index=False)
+                scheme.to_excel(xw, sheet_name="scheme", index=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def scheme_lines(book: Gradebook) -> list[str]:
+    """The marking scheme and the statuses, in words (the XLSX gradebook's second sheet)."""
+    lines = [
+        "Each question is one answer block (one op's output); its mark is the number of its cells answered right.",
+        f"Right: a number within {book.tolerance:g} of the value computed (NumPy, checked with torch) from the "
+        f"inputs as generated, not as the student may have changed them.",
+        "Text is read as a teacher would: spaces ignored, a Unicode minus or dash is a minus, '+3' is 3, "
+        "'3,5' is 3.5, '1/4' is 0.25; blank is unanswered; anything else is wrong.",
+        f"Questions: " + ", ".join(f"{q} ({n} cells)" for q, n in book.questions.items()) + f"; total {book.max}.",
+        "Statuses:",
+    ]
+    lines += [f"{s}: {text}" for s, text in STATUSES.items()]
+    return lines
+
+
+__all__ = ["grade", "read_answer", "Answer", "load_key", "Key", "Row", "Gradebook", "write_gradebook",
+           "STATUSES", "GRADED", "scheme_lines", "question_column"]
