@@ -109,3 +109,20 @@ def test_csv_grid(tmp_path):
     proc, spec, _ = run_build(tmp_path, GOOD.replace("values = [[1, 0, 1], [0, 1, 0], [1, 0, 1]]",
                                                      'csv = "img.csv"'))
     assert proc.returncode == 2 and "grids.image.csv" in proc.stderr and "row 2" in proc.stderr
+
+
+def test_a_conv_may_follow_a_pool(tmp_path):
+    """Ops are laid out in dependency order, whatever order their [[kinds]] appear in the file."""
+    text = GOOD.replace("[[1, 0, 1], [0, 1, 0], [1, 0, 1]]", "[[1,0,1,0],[0,1,0,1],[1,0,1,0],[0,1,0,1]]") + \
+        '[[conv]]\nname = "after"\ninput = "pooled"\nweight = "kk"\n' \
+        '[[pool]]\nname = "pooled"\ninput = "out"\nkernel_size = 1\n' \
+        '[grids.kk]\nvalues = [[2]]\n'
+    proc, _, out = run_build(tmp_path, text)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_ops_that_read_each_other_in_a_circle(tmp_path):
+    text = GOOD.replace('input = "image"', 'input = "p"') + '[[pool]]\nname = "p"\ninput = "out"\nkernel_size = 1\n'
+    proc, spec, _ = run_build(tmp_path, text)
+    assert proc.returncode == 2
+    assert "conv[0].input 'p' is not a grid or an op (or its inputs go round in a circle)" in proc.stderr

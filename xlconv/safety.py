@@ -265,7 +265,9 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     name = type(exc).__name__
     text = str(exc).strip().replace("\n", " ")[:200]
     module = type(exc).__module__ or ""
-    if isinstance(exc, MemoryError):
+    # Under RLIMIT_AS the dynamic loader itself can fail to map a module the parser needs.
+    if isinstance(exc, MemoryError) or (isinstance(exc, (ImportError, OSError))
+                                        and ("failed to map segment" in text or "Cannot allocate memory" in text)):
         return "out-of-memory", "reading it needed more memory than the limit"
     if isinstance(exc, (zipfile.BadZipFile, EOFError)) or name == "error" and module == "zlib":
         return "truncated", f"a damaged or truncated zip ({name}: {text})"

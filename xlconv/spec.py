@@ -10,7 +10,7 @@ import csv
 import math
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence, Union
 
@@ -53,6 +53,7 @@ class Conv:
     padding: Pair = (0, 0)
     dilation: Pair = (1, 1)
     kernel_size: Pair | None = None  # optional; when given it must match the weight grids
+    where: str = field(default="", compare=False)  # "conv[0]": names the spec field in errors
     kind = "conv"
 
 
@@ -70,6 +71,7 @@ class Pool:
     dilation: Pair = (1, 1)
     ceil_mode: bool = False
     count_include_pad: bool = True
+    where: str = field(default="", compare=False)
     kind = "pool"
 
 
@@ -80,6 +82,7 @@ class Relu:
     name: str
     label: str
     input: str
+    where: str = field(default="", compare=False)
     kind = "relu"
 
 
@@ -262,7 +265,7 @@ def loads(text: str, path: str = "<spec>", base: Path | None = None) -> Spec:
     if not isinstance(grids_doc, dict) or not grids_doc:
         top.fail("grids", "must be a table of named grids")
     grids = tuple(_grid(path, gname, g, base or Path(".")) for gname, g in grids_doc.items())
-    ops = _ops(top, path)
+    ops = dependency_order(_ops(top, path), [g.name for g in grids])
     exercise_note = _exercise_note(path, top)
     top.done()
     spec = ConvSheetSpec(path, name, title, sheet, note, grids, ops, exercise_note)
@@ -462,13 +465,28 @@ def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
             else:
                 op = Relu(name, label, inp)
             f.done()
-            ops.append(op)
+            ops.append(replace(op, where=f"{kind}[{i}]"))
     if not ops:
         top.fail("conv", "at least one [[conv]], [[relu]] or [[pool]] is required")
     return tuple(ops)
 
 
+def dependency_order(ops: Sequence[Op], grids: Sequence[str]) -> tuple[Op, ...]:
+    """Ops reordered so each comes after the op it reads (a conv may follow a pool); ties keep spec order."""
+    done, left, ordered = set(grids), list(ops), []
+    while left:
+        ready = next((op for op in left if op.input in done), None)
+        if ready is None:  # a missing or circular input: check_shapes names it
+            return tuple(ordered + left)
+        ordered.append(ready)
+        done.add(ready.name)
+        left.remove(ready)
+    return tuple(ordered)
+
+
 def _where(spec: ConvSheetSpec, op: Op) -> str:
+    if op.where:
+        return op.where
     kinds = [o for o in spec.ops if o.kind == op.kind]
     return f"{op.kind}[{kinds.index(op)}]"
 
@@ -513,7 +531,7 @@ def check_shapes(spec: ConvSheetSpec) -> None:
         if op.name in shapes:
             fail(f"{where}.name", f"{op.name!r} is already the name of a grid or op")
         if op.input not in shapes:
-            fail(f"{where}.input", f"{op.input!r} is not a grid or an earlier op")
+            fail(f"{where}.input", f"{op.input!r} is not a grid or an op (or its inputs go round in a circle)")
         if op.input in kernels and op.input in {g.name for g in spec.grids}:
             fail(f"{where}.input", f"{op.input!r} is used as a kernel; give the input its own grid")
         c, h, w = shapes[op.input]
@@ -597,6 +615,6 @@ def from_arrays(title: str, grids: dict[str, Any], ops: Sequence[Op], sheet: str
             raise SpecError(f"{path}: grids.{gname} must be a finite 2-D or 3-D array, got shape {a.shape}")
         parsed.append(GridSpec(gname, gname, a, "given as an array"))
     spec = ConvSheetSpec(path, name or re.sub(r"[^A-Za-z0-9_-]+", "-", title).strip("-").lower() or "worksheet",
-                         title, _sheet_name(f, sheet or title[:31]), note, tuple(parsed), tuple(ops))
+                         title, _sheet_name(f, sheet or title[:31]), note, tuple(parsed), dependency_order(ops, list(grids)))
     check_shapes(spec)
     return spec
