@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from exercise_helpers import fill, save_through_libreoffice, write_roster
 from openpyxl import load_workbook
 
-from exercise_helpers import fill, save_through_libreoffice, write_roster
 from xlconv import spec as specs
 from xlconv.errors import ExerciseError, SpecError
 from xlconv.exercise import exercise, read_roster, variant_seed

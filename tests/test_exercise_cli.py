@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from exercise_helpers import fill, save_through_libreoffice, sha256, write_roster
+
 from xlconv.cli import main
 from xlconv.grade import load_key
 

@@ -4,11 +4,17 @@ import math
 
 import pandas as pd
 import pytest
+from exercise_helpers import (
+    ROSTER,
+    fill,
+    save_through_libreoffice,
+    sha256,
+    write_roster,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
-from exercise_helpers import ROSTER, fill, save_through_libreoffice, sha256, write_roster
 from xlconv.exercise import exercise
 from xlconv.grade import STATUSES, grade, load_key, read_answer
 
@@ -142,6 +148,7 @@ def test_answers_that_are_not_numbers():
 def test_chained_ops_with_bias_and_avg_pooling_grade_without_an_engine(tmp_path):
     # Typed answers are constants: a file saved by openpyxl (no cached values anywhere) grades without LibreOffice.
     from test_exercise import CHAINED
+
     from xlconv import spec as specs
 
     result = exercise(specs.loads(CHAINED, "chained.toml"), tmp_path / "ex", seed=4)

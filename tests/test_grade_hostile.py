@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import xlsxwriter
+from exercise_helpers import fill, sha256, write_roster
 from openpyxl import load_workbook
 
-from exercise_helpers import fill, sha256, write_roster
 from xlconv import safety
 from xlconv.exercise import exercise
 from xlconv.grade import grade, load_key

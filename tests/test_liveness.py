@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from blocks import block, cell_of
+from conftest import recalculated_values
 from openpyxl import load_workbook
 
 import xlconv
-from blocks import block, cell_of
-from conftest import recalculated_values
 from xlconv import reference as ref
 
 

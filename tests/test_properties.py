@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from blocks import block
+from conftest import recalculated_values
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import xlconv
-from blocks import block
-from conftest import recalculated_values
 from xlconv import reference as ref
 from xlconv.spec import Conv, Pool, Relu
 

@@ -8,9 +8,9 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+from blocks import block, records
 from openpyxl import load_workbook
 
-from blocks import block, records
 from xlconv.cells import MAX_FORMULA_CHARS
 from xlconv.formulas import ALLOWED_FUNCTIONS
 

@@ -12,7 +12,13 @@ The library mirrors the command line, so a notebook can do what ``xlconv`` does:
 __version__ = "0.1.0"
 
 from xlconv.build import build, build_all, write_workbook  # noqa: E402
-from xlconv.errors import EngineError, SpecError, VerifyError, WorkbookError, XlconvError  # noqa: E402
+from xlconv.errors import (  # noqa: E402
+    EngineError,
+    SpecError,
+    VerifyError,
+    WorkbookError,
+    XlconvError,
+)
 from xlconv.spec import Conv, Pool, Relu, from_arrays  # noqa: E402
 from xlconv.spec import load as load_spec  # noqa: E402
 from xlconv.verify import verify  # noqa: E402

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,6 +12,7 @@ import numpy as np
 import xlsxwriter
 
 from xlconv import __version__
+from xlconv.atomic import atomic_path
 from xlconv.cells import MAX_FORMULA_CHARS, Grid, a1
 from xlconv.engine import CANARY_CELL, CANARY_FORMULA, CANARY_SHEET, CANARY_VALUE
 from xlconv.errors import SpecError
@@ -58,10 +57,8 @@ class Book:
 
     def __init__(self, path: str | Path, title: str, constant_memory: bool = False, tolerance: float = 1e-6):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self._atomic = atomic_path(self.path)
+        self.tmp = self._atomic.__enter__()
         self.wb = xlsxwriter.Workbook(str(self.tmp), {"constant_memory": constant_memory,
                                                        "strings_to_numbers": False, "strings_to_formulas": False})
         self.wb.set_properties({"title": title, "author": "xlconv", "created": FIXED_DATE,
@@ -82,7 +79,7 @@ class Book:
                 self.wb.close()
             except Exception:  # the original error is what matters
                 pass
-            self.tmp.unlink(missing_ok=True)
+            self._atomic.__exit__(exc_type, exc, tb)
         return False
 
     def fmt(self, **props):
@@ -112,11 +109,7 @@ class Book:
         """Write the hidden record sheet and defined names, then move the file into place."""
         self._write_record()
         self.wb.close()
-        # mkstemp makes the file private; a built workbook is an ordinary file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)
-        os.replace(self.tmp, self.path)
+        self._atomic.__exit__(None, None, None)
         return self.path
 
     def _write_record(self):

@@ -329,10 +329,10 @@ def _run(engine: str, command: list[str], work: Path, timeout: float) -> str:
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             raise EngineError(f"{engine} did not finish within {timeout:g} s (timeout); killed it") from None
         finally:
-            _kill_group(proc)  # reap helpers that outlived the main process
+            kill_group(proc)  # reap helpers that outlived the main process
     output = "\n".join(
         line for line in log.read_text(errors="replace").splitlines() if not _NOISE.search(line)
     )
@@ -341,7 +341,8 @@ def _run(engine: str, command: list[str], work: Path, timeout: float) -> str:
     return output
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill a process started with start_new_session=True, and everything it started."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

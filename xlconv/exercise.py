@@ -20,10 +20,8 @@ import csv
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -32,6 +30,7 @@ import numpy as np
 
 from xlconv import __version__
 from xlconv import spec as specs
+from xlconv.atomic import write_text
 from xlconv.book import Book
 from xlconv.errors import ExerciseError, SpecError
 from xlconv.sheets.conv import DEFAULT_TOLERANCE, ConvSheet, compute
@@ -368,10 +367,10 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
                       "variant_id": v.id, "student_file": v.student_file, "key_file": v.key_file,
                       "inputs": {k: a.tolist() for k, a in root_values(v.spec).items()}} for v in variants],
     }
-    manifest_path = _atomic_write(out / MANIFEST, json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+    manifest_path = write_text(out / MANIFEST, json.dumps(manifest, sort_keys=True, indent=1) + "\n")
     rows = [["student_id", "name", "file", "key", "variant_seed"]] + [
         [v.student.id, v.student.name, v.student_file, v.key_file, str(v.seed)] for v in variants]
-    index_path = _atomic_write(out / INDEX, _csv_text(rows))
+    index_path = write_text(out / INDEX, _csv_text(rows))
     return ExerciseResult(out, eid, seed, variants, sorted(manifest["randomized"]), index_path, manifest_path)
 
 
@@ -398,22 +397,6 @@ def _csv_text(rows: list[list[str]]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
     return buf.getvalue()
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 __all__ = ["exercise", "variant_seed", "read_roster", "read_grid_csv", "Student", "Variant", "ExerciseResult",

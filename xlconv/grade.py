@@ -37,9 +37,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from xlconv import safety
+from xlconv.atomic import atomic_path
 from xlconv.cells import parse_range
 from xlconv.errors import ExerciseError, VerifyError, XlconvError
-from xlconv.exercise import INPUTS_KEY, MANIFEST, MANIFEST_FORMAT, META_KEY
+from xlconv.exercise import MANIFEST, MANIFEST_FORMAT, META_KEY
 from xlconv.verify import ROOT_ROLES, Record, _expected
 
 GRADED = ("ok", "edited-inputs")
@@ -439,10 +440,7 @@ def write_gradebook(book: Gradebook, path: str | Path) -> Path:
     """Write the gradebook atomically: CSV, or XLSX with a second sheet explaining the scheme and statuses."""
     path = Path(path)
     df = book.frame()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix.lower() == ".csv":
             df.to_csv(tmp, index=False, encoding="utf-8")
         else:
@@ -452,13 +450,6 @@ def write_gradebook(book: Gradebook, path: str | Path) -> Path:
             with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
                 df.to_excel(xw, sheet_name="gradebook", index=False)
                 scheme.to_excel(xw, sheet_name="scheme", index=False)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -470,7 +461,7 @@ def scheme_lines(book: Gradebook) -> list[str]:
         f"inputs as generated, not as the student may have changed them.",
         "Text is read as a teacher would: spaces ignored, a Unicode minus or dash is a minus, '+3' is 3, "
         "'3,5' is 3.5, '1/4' is 0.25; blank is unanswered; anything else is wrong.",
-        f"Questions: " + ", ".join(f"{q} ({n} cells)" for q, n in book.questions.items()) + f"; total {book.max}.",
+        "Questions: " + ", ".join(f"{q} ({n} cells)" for q, n in book.questions.items()) + f"; total {book.max}.",
         "Statuses:",
     ]
     lines += [f"{s}: {text}" for s, text in STATUSES.items()]

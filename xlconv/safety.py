@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from xlconv.engine import kill_group
+
 MAX_FILE_BYTES = 20 * 2**20  # a student's toy workbook is tens of kB; LibreOffice's a few hundred
 MAX_MEMBERS = 2_000
 MAX_MEMBER_BYTES = 64 * 2**20  # uncompressed
@@ -344,11 +346,11 @@ def read_submission(path: str | Path, sheet: str, ranges: Sequence[str], timeout
         try:
             out, err = proc.communicate(request.encode(), timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill(proc)
+            kill_group(proc)
             return ReadResult("timeout", f"reading it took longer than {timeout:g} s; the reader was stopped",
                               seconds=time.monotonic() - start)
         finally:
-            _kill(proc)
+            kill_group(proc)
     seconds = time.monotonic() - start
     if proc.returncode != 0 or not out:
         code = proc.returncode
@@ -366,12 +368,6 @@ def read_submission(path: str | Path, sheet: str, ranges: Sequence[str], timeout
         return ReadResult("unreadable", f"the reader's answer was garbled ({e})", seconds=seconds)
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
 
 
 if __name__ == "__main__":

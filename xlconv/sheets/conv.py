@@ -503,7 +503,6 @@ class ConvSheet:
         """Output height and width as live formulas of the input size, kernel, stride, padding, dilation."""
         b, ws = self.book, self.ws
         first, last = src.grids[0].cell(0, 0), src.grids[0].cell(src.grids[0].height - 1, src.grids[0].width - 1)
-        rows = [("", "H", "W")]
         label_fmt = b.fmt(font_size=9, align="right", valign="vcenter")
         head_fmt = b.fmt(bold=True, font_size=9, align="center")
         param = b.cell_fmt("param", "0")
