@@ -39,6 +39,8 @@ BAD = [
      "pool[0].padding must be at most half the kernel_size"),
     ("too big for a sheet", GOOD.replace("[[1, 0, 1], [0, 1, 0], [1, 0, 1]]", "[" + ",".join(["[1]"] * 1_048_577) + "]")
      .replace("[[1, 0], [0, 1]]", "[[1]]"), "does not fit a worksheet"),
+    ("too wide for a sheet", GOOD.replace("[[1, 0, 1], [0, 1, 0], [1, 0, 1]]", "[[" + ",".join(["1"] * 16_400) + "]]")
+     .replace("[[1, 0], [0, 1]]", "[[1]]"), "does not fit a worksheet"),
     ("channel mismatch", GOOD.replace("[[1, 0], [0, 1]]", "[[[1, 0], [0, 1]], [[1, 0], [0, 1]]]"),
      "conv[0].weight has 2 channel(s) but the input 'image' has in_channels=1"),
 ]

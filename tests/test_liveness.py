@@ -67,3 +67,15 @@ def test_verify_catches_a_broken_formula(shipped, tmp_path):
     assert not report.ok
     assert report.sheets[0].mismatches >= 1
     assert any("IK[0, 2, 2]" in f for f in report.sheets[0].failures)
+
+
+@pytest.mark.libreoffice
+@pytest.mark.parametrize("engine", ["libreoffice", pytest.param("gnumeric", marks=pytest.mark.gnumeric)])
+def test_a_workbook_saved_by_a_spreadsheet_program_still_verifies(shipped, tmp_path, engine):
+    """What LibreOffice or Gnumeric writes back (as a student's save would) is still a workbook verify knows."""
+    from xlconv.engine import recalculate
+
+    (saved,) = recalculate([shipped["lee-6x6"]], tmp_path, engine=engine)
+    report, = xlconv.verify([saved])
+    assert report.ok, "\n".join(report.lines())
+    assert report.cells == xlconv.verify([shipped["lee-6x6"]])[0].cells
