@@ -21,6 +21,12 @@ LABEL_ROWS = 2  # block label, then channel label
 DIVERGING = dict(type="3_color_scale", min_type="percentile", min_value=2, min_color="#5A8AC6",
                  mid_type="num", mid_value=0, mid_color="#FFFFFF",
                  max_type="percentile", max_value=98, max_color="#F8696B")
+POSITIVE = dict(type="2_color_scale", min_type="num", min_value=0, min_color="#FFFFFF",
+                max_type="percentile", max_value=98, max_color="#F8696B")
+NEGATIVE = dict(type="2_color_scale", min_type="percentile", min_value=2, min_color="#5A8AC6",
+                max_type="num", max_value=0, max_color="#FFFFFF")
+# Booleans as words in every program (LibreOffice would print a boolean under "0" as 0).
+BOOLEAN_FORMAT = '"TRUE";"TRUE";"FALSE"'
 GRAYSCALE = dict(type="2_color_scale", min_color="#000000", max_color="#FFFFFF")
 # "worksheet": the live sheet `xlconv build` makes. "key" and "student": an exercise's answer key and the
 # student's workbook, laid out cell for cell alike; the student's has blank answer cells where the key has formulas.
@@ -215,6 +221,18 @@ class ConvSheet:
             self.book.record(g.name, role, self.spec.sheet, placed, label=g.label, source=g.source,
                              exercise=list(g.exercise) if g.exercise else None)
 
+    def _heatmap(self, grid: Grid, values: np.ndarray):
+        """Colour a feature map so that 0 is white, positive red and negative blue."""
+        # A 3-colour scale pins 0 to white only when the map has both signs; a one-signed map
+        # (after ReLU, or a 0/1 image) would paint its zeros blue, so it gets white-to-red instead.
+        if values.min() >= 0:
+            rule = POSITIVE
+        elif values.max() <= 0:
+            rule = NEGATIVE
+        else:
+            rule = DIVERGING
+        self.ws.conditional_format(grid.top, grid.left, grid.bottom, grid.right, rule)
+
     def _picture(self, grid: Grid):
         """Draw a grid of 0-255 pixels as the grayscale picture it is."""
         ws = self.ws
@@ -326,7 +344,7 @@ class ConvSheet:
                 self._answer(op, oc, g, out_vals[oc], formula, placed.get("check"))
                 continue
             self._write_grid(g, "output", out_vals[oc], formula, out_fmt)
-            self.ws.conditional_format(g.top, g.left, g.bottom, g.right, DIVERGING)
+            self._heatmap(g, out_vals)
         info = dict(op="conv", input=op.input, weight=list(op.weight), bias=f"{op.name}_bias" if op.bias else None,
                     stride=list(op.stride), padding=list(op.padding), dilation=list(op.dilation), label=op.label)
         self.book.record(op.name, self._output_role, spec.sheet, out_grids, **info)
@@ -363,7 +381,7 @@ class ConvSheet:
                 self._answer(op, k, g, out_vals[k], formula, checks[0] if checks else None)
                 continue
             self._write_grid(g, "output", out_vals[k], formula, fmt)
-            self.ws.conditional_format(g.top, g.left, g.bottom, g.right, DIVERGING)
+            self._heatmap(g, out_vals)
         self.placed[op.name] = Placed(op.name, grids, out_vals)
         self.book.record(op.name, self._output_role, self.spec.sheet, grids, op=f"{op.mode}_pool", input=op.input,
                          kernel_size=list(op.kernel_size), stride=list(op.stride), padding=list(op.padding),
@@ -401,7 +419,7 @@ class ConvSheet:
                              checks[0] if checks else None)
                 continue
             self._write_grid(g, "output", out_vals[k], lambda i, j, sg=src.grids[k]: fx.relu(sg.cell(i, j)), fmt)
-            self.ws.conditional_format(g.top, g.left, g.bottom, g.right, DIVERGING)
+            self._heatmap(g, out_vals)
         self.placed[op.name] = Placed(op.name, grids, out_vals)
         self.book.record(op.name, self._output_role, self.spec.sheet, grids, op="relu", input=op.input,
                          label=op.label)
@@ -531,7 +549,7 @@ class ConvSheet:
                     f = fx.rows_of(kf, kl) if axis == 0 else fx.columns_of(kf, kl)
                     ws.write_formula(r, c, f, b.cell_fmt("kernel", "0"), kernel[axis])
                 elif key == "ceil":
-                    ws.write_boolean(r, c, op.ceil_mode, param)
+                    ws.write_boolean(r, c, op.ceil_mode, b.cell_fmt("param", BOOLEAN_FORMAT))
                 elif key == "out":
                     i, k, s, p, d = (cells[x][axis] for x in ("in", "k", "s", "p", "d"))
                     f = fx.out_size(i, k, s, p, d, cells["ceil"][axis] if pool else None)

@@ -8,11 +8,12 @@ from xlconv import formulas as fx
 from xlconv import reference as ref
 from xlconv.book import Book, check_formula
 from xlconv.cells import Grid, a1
+from xlconv.sheets.conv import BOOLEAN_FORMAT
 from xlconv.spec import SizeSheetSpec
 
 COLUMNS = [  # (key, heading, width)
     ("name", "layer", 12),
-    ("label", "what it is", 44),
+    ("label", "what it is", 62),
     ("in", "H_in", 8),
     ("p", "padding", 9),
     ("k", "kernel_size", 11),
@@ -61,7 +62,7 @@ def build_sheet(book: Book, spec: SizeSheetSpec, mode: str = "worksheet", self_c
             ws.write_formula(r, col["in"], fx.copy(a1(r - 1, col["out"])), book.cell_fmt("input", "0"), h)
         for key, value in (("p", row.padding), ("k", row.kernel_size), ("s", row.stride), ("d", row.dilation)):
             ws.write_number(r, col[key], value, param)
-        ws.write_boolean(r, col["ceil"], row.ceil_mode, param)
+        ws.write_boolean(r, col["ceil"], row.ceil_mode, book.cell_fmt("param", BOOLEAN_FORMAT))
         cells = {key: a1(r, col[key]) for key in ("in", "p", "k", "s", "d", "ceil")}
         raw = ref.lecture_out_size(h, row.kernel_size, row.stride, row.padding)
         ws.write_formula(r, col["lecture"], fx.lecture_out_size(cells["in"], cells["k"], cells["s"], cells["p"]),
@@ -156,7 +157,7 @@ def _exercise_sheet(book: Book, spec: SizeSheetSpec, mode: str, self_check: bool
                              h if key_mode else 0)
         for key, value in (("p", row.padding), ("k", row.kernel_size), ("s", row.stride), ("d", row.dilation)):
             ws.write_number(r, col[key], value, param)
-        ws.write_boolean(r, col["ceil"], row.ceil_mode, param)
+        ws.write_boolean(r, col["ceil"], row.ceil_mode, book.cell_fmt("param", BOOLEAN_FORMAT))
         book.record(f"layer{n}", "input", spec.sheet, [Grid(r, col["p"], 1, len(PARAMS))], layer=row.name,
                     cells=list(PARAMS))
         cells = {key: a1(r, col[key]) for key in ("in", "p", "k", "s", "d", "ceil")}
