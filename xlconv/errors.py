@@ -19,3 +19,15 @@ class EngineError(XlconvError):
 
 class VerifyError(XlconvError):
     """A workbook's recorded blocks cannot be checked."""
+
+
+class WeightsError(XlconvError):
+    """Network weights cannot be loaded (a bad state_dict file, or pretrained weights that cannot be had)."""
+
+
+class PretrainedUnavailable(WeightsError):
+    """Pretrained weights are neither in the torch cache nor downloadable (offline)."""
+
+
+class ImageError(XlconvError):
+    """An input image cannot be read."""
