@@ -149,7 +149,8 @@ def load_model(weights: str = "pretrained", seed: int = 0):
         path = checkpoint_path()
         was_cached = path.is_file()
         try:
-            model = alexnet(weights=AlexNet_Weights.IMAGENET1K_V1, progress=True)
+            with _held_download_line():
+                model = alexnet(weights=AlexNet_Weights.IMAGENET1K_V1, progress=True)
         except OSError as e:  # URLError, socket errors, timeouts: offline and nothing cached
             reason = getattr(e, "reason", None) or e.strerror or e
             raise PretrainedUnavailable(
@@ -172,7 +173,8 @@ def load_model(weights: str = "pretrained", seed: int = 0):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, zip errors, refused globals: all mean "not a state_dict file"
-        raise WeightsError(f"{path}: not a torch state_dict file ({type(e).__name__}: {_first_line(e)})") from None
+        raise WeightsError(f"{path}: not a state_dict file that torch.load(weights_only=True) can read "
+                           f"({type(e).__name__})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -183,6 +185,58 @@ def load_model(weights: str = "pretrained", seed: int = 0):
     except (RuntimeError, TypeError, AttributeError) as e:
         raise WeightsError(f"{path}: not an AlexNet state_dict ({_first_line(e)})") from None
     return model.eval(), Weights("file", f"weights from the state_dict file {path.name}", str(path), False)
+
+
+class _held_download_line:
+    """While torch.hub fetches the weights, hold back the 'Downloading: ...' line it prints to stdout.
+
+    The line goes to stderr (stdout carries only the workbook's path) as soon as the download shows progress
+    (tqdm writes to stderr) or succeeds; when the download fails, as it does offline, it is dropped, so the
+    user reads one line: ours, naming the file to place in the cache.
+    """
+
+    def __enter__(self):
+        import sys
+
+        self.out, self.err, self.held = sys.stdout, sys.stderr, []
+        sys.stdout, sys.stderr = _Tap(self.out, self._hold), _Tap(self.err, None, self._release)
+        return self
+
+    def _hold(self, text: str) -> bool:
+        if text.startswith("Downloading: "):
+            self.held.append(text)
+            return True
+        return False
+
+    def _release(self):
+        if self.held:
+            self.err.write("".join(self.held))
+            self.held.clear()
+
+    def __exit__(self, exc_type, exc, tb):
+        import sys
+
+        sys.stdout, sys.stderr = self.out, self.err
+        if exc_type is None:
+            self._release()
+        return False
+
+
+class _Tap:
+    """A stream that may keep some writes (hold) or run something before each write (before)."""
+
+    def __init__(self, real, hold=None, before=None):
+        self.real, self.hold, self.before = real, hold, before
+
+    def write(self, text: str) -> int:
+        if self.hold is not None and self.hold(text):
+            return len(text)
+        if self.before is not None:
+            self.before()
+        return self.real.write(text)
+
+    def __getattr__(self, name):  # flush, isatty, fileno, encoding... as the real stream
+        return getattr(self.real, name)
 
 
 def _first_line(e: BaseException) -> str:
