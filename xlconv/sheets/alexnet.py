@@ -769,6 +769,7 @@ class TraceSheet:
         self.book.record("conv1_trace", "trace", SHEET_TRACE,
                          [pos_grid, pick_grids["row"], pick_grids["column"], total_grid, out_grid],
                          output="conv1", cells=["filter", "row", "column", "total", "output"],
+                         picks={k: v.replace("$", "") for k, v in picks.items()},
                          label="filter = the map number of the picked channel")
         ws.hide_gridlines(2)
         ws.set_landscape()
