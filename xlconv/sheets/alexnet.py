@@ -32,6 +32,7 @@ MAPS_PER_BAND = 8
 MAP_GAP = 2  # columns between maps
 SLICE = 8  # rows and columns of the raw-value slice on Preprocess
 SLICE_AT = (108, 108)  # its top-left (row, column) in the 224x224 crop
+MAX_FILL_FORMATS = 4096
 MAP_COL_WIDTH = 5.0  # characters: "-12.34" fits at font size 8
 
 SHEET_PRE, SHEET_FILTERS, SHEET_CONV, SHEET_TRACE, SHEET_SHAPES, SHEET_PRED = (
@@ -331,6 +332,14 @@ class FiltersSheet:
         ws.set_column(1, last_col, L.f_colw)
         ws.set_default_row(hide_unused_rows=False)
         ws.set_zoom(70)
+        lecture, minmax = filter_pictures(data.weight)
+        # One cell format per distinct colour: 5 bits a channel, or 4 when that gives too many formats.
+        for bits in (5, 4):
+            q_lecture, q_minmax = _quantise(lecture, bits), _quantise(minmax, bits)
+            colours = np.unique(np.concatenate([q_lecture.reshape(-1, 3), q_minmax.reshape(-1, 3)]), axis=0)
+            if len(colours) <= MAX_FILL_FORMATS:
+                break
+        self.bits = bits
         d = Deferred(ws)
         d.write_string(0, 1, heading(data, f"the {n} conv1 filters, model.features[0].weight: {n} x 3 x 11 x 11, "
                                            f"and their biases"), b.fmt(**TITLE))
@@ -341,8 +350,9 @@ class FiltersSheet:
                 "green and blue of one picture shows what colour pattern the filter responds to. Left: the "
                 "lecture's mapping w*0.5+0.5 clipped to [0, 1] (weights near 0 look grey). Right: each filter "
                 "stretched by its own minimum and maximum, (w - min)/(max - min), which makes faint filters "
-                "visible. The pictures are cell colours drawn when the workbook was built (not live); the numbers "
-                "below are the weights every conv1 formula reads. " + weights_line(data))
+                "visible. The pictures are cell colours drawn when the workbook was built (not live), rounded to "
+                f"{2 ** bits} levels a channel; the numbers below are the weights every conv1 formula reads. "
+                + weights_line(data))
         d.merge_range(2, 1, 2, 2 * L.pic_cols, note, b.fmt(**NOTE))
         d.set_row(2, 15 * 4)
         d.write_string(4, 1, "as the lecture draws them: w*0.5+0.5, clipped to [0, 1]", b.fmt(bold=True))
@@ -350,9 +360,7 @@ class FiltersSheet:
         d.flush()
 
         stream = RowStream(ws, last_col + 2)
-        col = stream.col
-        lecture, minmax = filter_pictures(data.weight)
-        q_lecture, q_minmax = _quantise(lecture), _quantise(minmax)
+        col = stream.col_names.__getitem__  # a C-level lookup: a million calls
         label_s = xf(b.fmt(font_size=8, bold=True))
         pic_h = row_points(L.f_colw)  # square cells
         # 1. the 8 x 8 grid of pictures, twice.
@@ -469,7 +477,7 @@ class ConvSheet:
                                       "zeros): 3 x 228 x 228 typed numbers", b.fmt(bold=True, font_size=12))
         d.flush()
         stream = RowStream(ws, last_col + 2)
-        col = stream.col
+        col = stream.col_names.__getitem__  # a C-level lookup: a million calls
         lab = xf(b.fmt(font_size=10, bold=True))
         big = xf(b.fmt(font_size=12, bold=True, font_color="#1F4E79"))
         grid_h = row_points(MAP_COL_WIDTH)  # square cells
@@ -609,7 +617,7 @@ class ConvSheet:
 
     def _section(self, stream: RowStream, key: str, title: str, label: str, row_cells, big: int, lab: int,
                  grid_h: float, last_col: int):
-        L, col, chans = self.L, stream.col, self.data.channels
+        L, col, chans = self.L, stream.col_names.__getitem__, self.data.channels
         title_row, first, stride = L.sections[key]
         stream.row(title_row, [stream.text(f"B{title_row + 1}", big, title)], 1, 1)
         size = POOLED if key == "pool" else CONV
