@@ -516,3 +516,11 @@ def test_full_default_workbook_all_64_channels(tmp_path):
     path = alexnet.build_workbook(tmp_path / "full.xlsx", weights="random", seed=SEED)
     [out] = recalculate([path], tmp_path / "out", timeout=600)
     assert_maps_match(out, seeded_model(SEED), lecture_tensor(), range(64))
+
+
+@pytest.mark.gnumeric
+def test_gnumeric_recalculates_it_too(built, tmp_path):
+    [out] = recalculate([built["file"]], tmp_path, engine="gnumeric")
+    report = check(out, built["file"], engine="gnumeric")
+    assert report.ok, report.lines()
+    assert_maps_match(out, seeded_model(11), lecture_tensor(), [1, 2])
