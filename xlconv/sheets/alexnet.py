@@ -274,6 +274,8 @@ class PreprocessSheet:
                              "float32 results, to keep the file small); the slice above shows they equal the live "
                              "formula. ", b.fmt(italic=True, font_size=9))
         r += 2
+        d.write_string(3, 28, "The 224 x 224 crop the network sees (before normalisation), shown at 1.5x",
+                       b.fmt(bold=True))
         d.flush()
         # The 224 x 224 picture the network sees, at twice its size, right of the table.
         from PIL import Image
@@ -282,7 +284,6 @@ class PreprocessSheet:
         Image.fromarray(photo.pixels).save(png, format="PNG")
         ws.insert_image(4, 28, "crop.png", {"image_data": png, "x_scale": 1.5, "y_scale": 1.5,
                                             "description": "the 224 x 224 crop the network sees"})
-        ws.write_string(3, 28, "The 224 x 224 crop (before normalisation), shown at 1.5x", b.fmt(bold=True))
         ws.hide_gridlines(2)
         ws.set_landscape()
         ws.fit_to_pages(1, 0)
