@@ -524,3 +524,15 @@ def test_gnumeric_recalculates_it_too(built, tmp_path):
     report = check(out, built["file"], engine="gnumeric")
     assert report.ok, report.lines()
     assert_maps_match(out, seeded_model(11), lecture_tensor(), [1, 2])
+
+
+def test_preprocess_sheet_states_sizes_and_embeds_the_crop(built):
+    rows = sheet_rows(built["random"], "Preprocess")
+    text = " ".join(str(v) for row in rows for v in row if isinstance(v, str))
+    for needle in ("512 x 600", "224 x 262", "left 0, top 19, right 224, bottom 243", "The 224 x 224 crop",
+                   "Normalize(mean=[0.5]*3, std=[0.5]*3)"):
+        assert needle in text, needle
+    with zipfile.ZipFile(built["random"]) as z:
+        [png] = [n for n in z.namelist() if n.startswith("xl/media/")]
+        picture = np.asarray(Image.open(__import__("io").BytesIO(z.read(png))).convert("RGB"))
+    assert np.array_equal(picture, alexnet.preprocess(None).pixels)
