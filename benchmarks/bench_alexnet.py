@@ -15,6 +15,7 @@ child's maximum resident set size (os.wait4). Rows:
        write_formula can, see --xlsxwriter-api, but runs ~40 regular expressions per formula)
   (c)  floor: zlib level 6 over the workbook's XML parts (what any .xlsx writer must at least spend)
   LibreOffice: xlconv.engine.recalculate (load, recalculate everything, save), one soffice process
+  xlconv verify: the whole check of the workbook (LibreOffice included), for reference
 
 Targets (2 cores): build <= (a) + 3 s, peak memory <= (a) + 300 MB, file < 15 MB, LibreOffice < 30 s.
 """
@@ -261,6 +262,8 @@ def main(argv=None) -> int:
             lo.append(time.perf_counter() - t0)
             print(f"  LibreOffice run {i + 1}/{n}: {lo[-1]:.2f} s", file=sys.stderr, flush=True)
         counts = cell_counts(book)
+        print("xlconv verify", file=sys.stderr)
+        ver = repeat("verify", n, [PY, "-m", "xlconv", "verify", str(book)], env)
 
     def ratio(x):
         return f"{x / base['wall']:.2f}x"
@@ -286,6 +289,8 @@ def main(argv=None) -> int:
                  "", "", f"{info['compressed'] / 1e6:.2f} (of {info['raw'] / 1e6:.0f} MB XML)"))
     rows.append(("LibreOffice: recalculate the whole workbook (xlconv.engine.recalculate)",
                  f"{statistics.median(lo):.2f}", "", "", ""))
+    rows.append(("`xlconv verify`: LibreOffice, then every recorded block re-read (openpyxl) and recomputed by "
+                 "NumPy and torch", f"{ver['wall']:.2f}", f"{ver['rss']:.0f}", "", ""))
     d_time, d_mem = build["wall"] - base["wall"], build["rss"] - base["rss"]
     lines = [
         f"# AlexNet workbook: speed and size\n",

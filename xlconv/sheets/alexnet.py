@@ -331,7 +331,6 @@ class FiltersSheet:
         last_col = max(L.num_pic_left[1] + K, 2 * L.pic_cols + 2)
         ws.set_column(0, 0, 2)
         ws.set_column(1, last_col, L.f_colw)
-        ws.set_default_row(hide_unused_rows=False)
         ws.set_zoom(70)
         lecture, minmax = filter_pictures(data.weight)
         # One cell format per distinct colour: 5 bits a channel, or 4 when that gives too many formats.
