@@ -94,11 +94,12 @@ def test_the_record_sheet_is_hidden(shipped):
 
 
 def test_building_toy_worksheets_does_not_import_torch(tmp_path):
-    code = ("import sys, xlconv.cli; xlconv.cli.main(['build', '-o', sys.argv[1]]); "
+    code = ("import sys, xlconv.cli; xlconv.cli.main(['build', '-o', sys.argv[1], *sys.argv[2:]]); "
             "print('torch' in sys.modules, 'torchvision' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), *SHEETS], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False False"
+    assert sorted(p.stem for p in tmp_path.iterdir()) == sorted(SHEETS)
 
 
 def test_same_spec_gives_byte_identical_files(tmp_path):

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Iterable
 
 from xlconv import spec as specs
 from xlconv.book import Book
-from xlconv.spec import ConvSheetSpec, SizeSheetSpec, Spec
+from xlconv.errors import PretrainedUnavailable
+from xlconv.spec import AlexNetSpec, ConvSheetSpec, SizeSheetSpec, Spec
 
 
 def write_workbook(spec: Spec, path: str | Path) -> Path:
     """Write the workbook for one parsed spec to path (atomically: no partial file on error)."""
+    if isinstance(spec, AlexNetSpec):
+        return _alexnet(spec, path)
     with Book(path, spec.title) as book:
         if isinstance(spec, SizeSheetSpec):
             from xlconv.sheets import size
@@ -26,9 +30,24 @@ def write_workbook(spec: Spec, path: str | Path) -> Path:
     return Path(path)
 
 
+def _alexnet(spec: AlexNetSpec, path: str | Path) -> Path:
+    """The AlexNet workbook; without pretrained weights (offline, nothing cached) it warns and goes UNTRAINED."""
+    from xlconv import alexnet  # imports torch only now
+
+    args = dict(image=spec.image, seed=spec.seed, normalize=spec.normalize, channels=spec.channels)
+    try:
+        return alexnet.build_workbook(path, weights=spec.weights, **args)
+    except PretrainedUnavailable as e:
+        if spec.weights != "pretrained":  # pragma: no cover - only "pretrained" raises it
+            raise
+        print(f"xlconv: WARNING: {spec.path}: {e}. Building {Path(path).name} from RANDOM weights "
+              f"(seed {spec.seed}) instead; every sheet says UNTRAINED.", file=sys.stderr, flush=True)
+        return alexnet.build_workbook(path, weights="random", **args)
+
+
 def build(spec: str | Path | Spec, out_dir: str | Path = "build") -> Path:
     """Build one spec (a parsed spec, a file or a built-in name) into out_dir/<name>.xlsx."""
-    parsed = spec if isinstance(spec, (ConvSheetSpec, SizeSheetSpec)) else specs.load(spec)
+    parsed = spec if isinstance(spec, (ConvSheetSpec, SizeSheetSpec, AlexNetSpec)) else specs.load(spec)
     return write_workbook(parsed, Path(out_dir) / f"{parsed.name}.xlsx")
 
 

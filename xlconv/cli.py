@@ -60,6 +60,14 @@ def _grade(args) -> int:
     return 0
 
 
+def _alexnet(args) -> int:
+    from xlconv.alexnet import build_workbook
+
+    print(build_workbook(args.output, image=args.image, weights=args.weights, seed=args.seed,
+                         normalize=args.normalize, channels=args.channels))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the xlconv command."""
     p = argparse.ArgumentParser(prog="xlconv", description="Excel workbooks with live formulas for teaching CNNs.")
@@ -98,6 +106,21 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--tolerance", type=float, default=None, help="override the exercise's tolerance")
     g.add_argument("--timeout", type=float, default=30, help="seconds to read one file (default: 30)")
     g.set_defaults(func=_grade)
+    a = sub.add_parser("alexnet", help="the lecture's AlexNet: pre-processing, conv1 filters, live conv1/ReLU/pool "
+                                       "maps, shapes and predictions in one workbook")
+    a.add_argument("--image", default=None, metavar="PATH",
+                   help="a photo Pillow can read (default: matplotlib's grace_hopper.jpg)")
+    a.add_argument("--weights", default="pretrained", metavar="pretrained|random|PATH",
+                   help="AlexNet_Weights.IMAGENET1K_V1 from the torch cache or the internet (default), an untrained "
+                        "network seeded by --seed, or a state_dict file")
+    a.add_argument("--seed", type=int, default=0, metavar="N", help="seed of --weights random (default: 0)")
+    a.add_argument("--normalize", choices=("lecture", "imagenet"), default="lecture",
+                   help="the lecture's mean=std=0.5 (default) or the weights' ImageNet mean and std")
+    a.add_argument("--channels", default="0-63", metavar="0-63",
+                   help="conv1 channels to build live maps for, e.g. 0-63 (default), 0-7 or 0,5,9-12")
+    a.add_argument("-o", "--output", default="build/alexnet-conv1.xlsx", metavar="FILE",
+                   help="output file (default: build/alexnet-conv1.xlsx)")
+    a.set_defaults(func=_alexnet)
     return p
 
 

@@ -23,3 +23,15 @@ class VerifyError(XlconvError):
 
 class ExerciseError(XlconvError):
     """An exercise cannot be made or graded: a bad roster, grid CSV, key folder or output path."""
+
+
+class WeightsError(XlconvError):
+    """Network weights cannot be loaded (a bad state_dict file, or pretrained weights that cannot be had)."""
+
+
+class PretrainedUnavailable(WeightsError):
+    """Pretrained weights are neither in the torch cache nor downloadable (offline)."""
+
+
+class ImageError(XlconvError):
+    """An input image cannot be read."""

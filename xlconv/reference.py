@@ -103,6 +103,14 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(np.asarray(x, dtype=np.float64), 0.0)
 
 
+def normalize(raw: np.ndarray, mean, std) -> np.ndarray:
+    """ToTensor() then Normalize(mean, std) of (C, H, W) 0-255 pixels: (x/255 - mean)/std per channel."""
+    raw = np.asarray(raw, dtype=np.float64)
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1, 1, 1)
+    std = np.asarray(std, dtype=np.float64).reshape(-1, 1, 1)
+    return (raw / 255.0 - mean) / std
+
+
 def lecture_out_size(h_in: float, kernel_size: float, stride: float, padding: float) -> float:
     """The lecture's unrounded (H_in + 2*padding - kernel_size)/stride + 1, e.g. 55.25."""
     return (h_in + 2 * padding - kernel_size) / stride + 1
@@ -115,4 +123,4 @@ def is_integral(a: np.ndarray) -> bool:
 
 
 __all__ = ["pair", "out_size", "pad", "dilate_kernel", "conv2d", "pool_bounds", "max_pool2d",
-           "avg_pool2d", "relu", "lecture_out_size", "is_integral"]
+           "avg_pool2d", "relu", "normalize", "lecture_out_size", "is_integral"]

@@ -137,7 +137,22 @@ class SizeSheetSpec:
     kind = "output-size"
 
 
-Spec = Union[ConvSheetSpec, SizeSheetSpec]
+@dataclass(frozen=True)
+class AlexNetSpec:
+    """The AlexNet conv1 workbook (kind = "alexnet"): the keys mirror `xlconv alexnet`'s options."""
+
+    path: str
+    name: str
+    title: str
+    image: str | None  # None: the default photograph; else a file (resolved against the spec's folder)
+    weights: str  # "pretrained" | "random" | a state_dict file (resolved against the spec's folder)
+    seed: int
+    normalize: str  # "lecture" | "imagenet"
+    channels: tuple[int, ...]
+    kind = "alexnet"
+
+
+Spec = Union[ConvSheetSpec, SizeSheetSpec, AlexNetSpec]
 
 
 class _Fields:
@@ -252,6 +267,8 @@ def loads(text: str, path: str = "<spec>", base: Path | None = None) -> Spec:
     kind = top.str("kind", "conv")
     name = Path(path).stem
     title = top.str("title", name)
+    if kind == "alexnet":
+        return _alexnet(top, path, name, title, base or Path("."))
     sheet = _sheet_name(top, top.str("sheet", title[:31]))
     note = top.str("note", "")
     if kind == "output-size":
@@ -260,7 +277,7 @@ def loads(text: str, path: str = "<spec>", base: Path | None = None) -> Spec:
         top.done()
         return SizeSheetSpec(path, name, title, sheet, note, rows, exercise_note)
     if kind != "conv":
-        top.fail("kind", f'must be "conv" or "output-size", got {_show(kind)}')
+        top.fail("kind", f'must be "conv", "output-size" or "alexnet", got {_show(kind)}')
     grids_doc = top.raw("grids")
     if not isinstance(grids_doc, dict) or not grids_doc:
         top.fail("grids", "must be a table of named grids")
@@ -281,6 +298,30 @@ def _exercise_note(path: str, top: _Fields) -> str:
     note = ex.str("note", "")
     ex.done()
     return note
+
+
+def _alexnet(top: _Fields, path: str, name: str, title: str, base: Path) -> AlexNetSpec:
+    """The alexnet kind: image, weights, seed, normalize, channels (and the common title)."""
+    from xlconv.alexnet import NORMALIZE, parse_channels
+
+    image = top.str("image", "grace_hopper")
+    image_ref = None if image == "grace_hopper" else str(base / image)
+    weights = top.str("weights", "pretrained")
+    if weights not in ("pretrained", "random"):
+        weights = str(base / weights)
+    seed = top.int("seed", 0)
+    normalize = top.str("normalize", "lecture")
+    if normalize not in NORMALIZE:
+        top.fail("normalize", f'must be "lecture" or "imagenet", got {_show(normalize)}')
+    raw = top.raw("channels", "0-63")
+    if not isinstance(raw, (str, list)):
+        top.fail("channels", f'must be a string such as "0-63" or a list of channel numbers, got {_show(raw)}')
+    try:
+        channels = parse_channels(raw, where=f"{path}: channels")
+    except SpecError as e:
+        raise SpecError(str(e)) from None
+    top.done()
+    return AlexNetSpec(path, name, title, image_ref, weights, seed, normalize, channels)
 
 
 def _sheet_name(f: _Fields, sheet: str) -> str:
@@ -597,7 +638,7 @@ def _size_rows(path: str, tables: Any) -> tuple[SizeRow, ...]:
     return tuple(rows)
 
 
-__all__ = ["GridSpec", "Conv", "Pool", "Relu", "ConvSheetSpec", "SizeRow", "SizeSheetSpec", "load", "loads",
+__all__ = ["GridSpec", "Conv", "Pool", "Relu", "ConvSheetSpec", "SizeRow", "SizeSheetSpec", "AlexNetSpec", "load", "loads",
            "resolve", "builtin_names", "builtin_dir", "shape_of", "op_shape", "check_shapes", "from_arrays"]
 
 

@@ -42,6 +42,14 @@ def relu(x) -> np.ndarray:
     return F.relu(_t(x)).numpy()
 
 
+def normalize(raw, mean, std) -> np.ndarray:
+    """torchvision's Normalize after ToTensor's division by 255, on (C, H, W) 0-255 pixels, in float64."""
+    from torchvision.transforms import functional as TF
+
+    x = _t(raw) / 255.0
+    return TF.normalize(x, [float(m) for m in np.ravel(mean)], [float(s) for s in np.ravel(std)]).numpy()
+
+
 def out_size(h_in, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False) -> int:
     """The output length torch really produces: pooling (ceil_mode) or convolving a zero column."""
     import torch

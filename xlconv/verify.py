@@ -207,6 +207,9 @@ def _expected(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray,
         return _expected_size(rec, got)
     if rec.role == "trace":
         return [_expected_trace(rec, cur, got)]
+    if rec.role == "normalize":  # (raw/255 - mean)/std: ToTensor() then Normalize(), from the workbook's cells
+        raw, mean, std = cur[info["raw"]], cur[info["mean"]].ravel(), cur[info["std"]].ravel()
+        return [ref.normalize(raw, mean, std), tref.normalize(raw, mean, std)]
     if rec.role != "output":
         raise VerifyError(f"{rec.name}: unknown recorded role {rec.role!r}")
     op = info["op"]

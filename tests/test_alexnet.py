@@ -1,0 +1,538 @@
+"""The AlexNet conv1 workbook: built from random, state_dict and (offline) torch-cache weights, recalculated by
+LibreOffice, and compared with torch: conv1, ReLU and max pool cell by cell, the pre-processing, the trace,
+the shapes. The expected values are computed here with torch and torchvision directly, not with xlconv."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+import sys
+import urllib.error
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from defusedxml import ElementTree
+from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
+from PIL import Image
+from torchvision import transforms
+
+from xlconv import alexnet, cli
+from xlconv.build import build_all
+from xlconv.engine import recalculate
+from xlconv.errors import PretrainedUnavailable, SpecError, WeightsError
+from xlconv.formulas import ALLOWED_FUNCTIONS
+from xlconv.spec import AlexNetSpec, loads
+from xlconv.verify import check, read_records
+
+SHEETS = ["Preprocess", "Filters", "conv1", "Trace", "Shapes", "Predictions"]
+TOL = 1e-4
+GRACE = alexnet.image_path(None)
+
+
+# -- independent references ---------------------------------------------------------------------------
+
+
+def lecture_tensor(image: Path = GRACE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> torch.Tensor:
+    """The lecture's transformer, written out again here."""
+    transformer = transforms.Compose([transforms.Resize(224), transforms.CenterCrop(224), transforms.ToTensor(),
+                                      transforms.Normalize(mean=list(mean), std=list(std))])
+    return transformer(Image.open(image).convert("RGB"))
+
+
+def seeded_model(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torchvision.models.alexnet(weights=None).eval()
+
+
+def features(model, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """conv1, ReLU and max pool: model.features[0], [0:2], [0:3] (fresh calls: ReLU is in-place)."""
+    with torch.no_grad():
+        return tuple(model.features[0:n](x[None].clone())[0].double().numpy() for n in (1, 2, 3))
+
+
+# -- reading workbooks ----------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def sheet_rows(path: Path, sheet: str) -> list[tuple]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wb = load_workbook(path, read_only=True, data_only=True)
+    try:
+        return list(wb[sheet].iter_rows(values_only=True))
+    finally:
+        wb.close()
+
+
+def block(rows: list[tuple], grids) -> np.ndarray:
+    """(C, H, W) floats of a recorded block's grids."""
+    out = []
+    for g in grids:
+        out.append([[_num(rows[r][c]) if c < len(rows[r]) else np.nan for c in range(g.left, g.right + 1)]
+                    for r in range(g.top, g.bottom + 1)])
+    return np.array(out, dtype=np.float64)
+
+
+def _num(v):
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+
+
+def cell_fills(path: Path, sheet: str) -> dict[str, str]:
+    """RRGGBB fill of every styled cell of one sheet, read from the XML (openpyxl would load every sheet)."""
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    with zipfile.ZipFile(path) as z:
+        styles = ElementTree.fromstring(z.read("xl/styles.xml"))
+        sheet_xml = ElementTree.fromstring(z.read(f"xl/worksheets/sheet{SHEETS.index(sheet) + 1}.xml"))
+    fills = []
+    for fill in styles.find("m:fills", ns):
+        fg = fill.find("m:patternFill/m:fgColor", ns)
+        fills.append(fg.get("rgb", "")[-6:] if fg is not None else "")
+    xfs = [int(x.get("fillId", 0)) for x in styles.find("m:cellXfs", ns)]
+    return {c.get("r"): fills[xfs[int(c.get("s", 0))]] for c in sheet_xml.iter(f"{{{ns['m']}}}c")}
+
+
+def records(path: Path) -> dict:
+    return {r.name: r for r in read_records(path)[0]}
+
+
+def titles(path: Path) -> dict[str, str]:
+    """The title cell (B1) of every sheet."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wb = load_workbook(path, read_only=True, data_only=True)
+    try:
+        return {sheet: next(wb[sheet].iter_rows(max_row=1, values_only=True))[1] for sheet in SHEETS}
+    finally:
+        wb.close()
+
+
+def with_values(src: Path, dst: Path, sheet: str, values: dict[str, float]) -> Path:
+    """A copy of an xlconv workbook with some typed numbers of one sheet changed (XlsxWriter's sheetN order)."""
+    member = f"xl/worksheets/sheet{SHEETS.index(sheet) + 1}.xml"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == member:
+                text = data.decode()
+                for ref, v in values.items():
+                    text, n = re.subn(rf'(<c r="{ref}"[^>]*><v>)[^<]*(</v>)', rf"\g<1>{v}\g<2>", text)
+                    assert n == 1, ref
+                data = text.encode()
+            zout.writestr(info, data)
+    return dst
+
+
+def assert_maps_match(path: Path, model, x: torch.Tensor, channels):
+    """Every conv1, ReLU and pool cell of a recalculated workbook within 1e-4 of torch."""
+    recs = records(path)
+    rows = sheet_rows(path, "conv1")
+    expected = dict(zip(("conv1", "relu1", "pool1"), features(model, x)))
+    for name in ("conv1", "relu1", "pool1"):
+        got = block(rows, recs[name].grids)
+        exp = expected[name][list(channels)]
+        assert got.shape == exp.shape, name
+        assert not np.isnan(got).any(), f"{name}: a cell is not a number"
+        diff = np.abs(got - exp).max()
+        assert diff <= TOL, f"{name}: largest difference {diff}"
+
+
+# -- fixtures -------------------------------------------------------------------------------------------
+
+SEED = 7
+CHANNELS = "0,5,63"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Three small workbooks: --weights random --seed, a state_dict file, and the torchvision cache path."""
+    tmp = tmp_path_factory.mktemp("alexnet")
+    out = {}
+    out["random"] = alexnet.build_workbook(tmp / "random.xlsx", weights="random", seed=SEED, channels=CHANNELS)
+    sd = tmp / "seed11.pth"
+    torch.save(seeded_model(11).state_dict(), sd)
+    out["file"] = alexnet.build_workbook(tmp / "file.xlsx", weights=str(sd), channels="1-2")
+    home = tmp / "torch-home"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(seeded_model(13).state_dict(), home / "hub" / "checkpoints" / alexnet.CHECKPOINT)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TORCH_HOME", str(home))
+    try:
+        out["cache"] = alexnet.build_workbook(tmp / "cache.xlsx", weights="pretrained", channels="3")
+    finally:
+        mp.undo()
+    out["home"] = home
+    return out
+
+
+@pytest.fixture(scope="module")
+def recalculated(built, tmp_path_factory):
+    if shutil.which("soffice") is None:
+        pytest.skip("LibreOffice not installed")
+    keys = ["random", "file", "cache"]
+    outs = recalculate([built[k] for k in keys], tmp_path_factory.mktemp("recalc"), timeout=600)
+    return dict(zip(keys, outs))
+
+
+# -- unit tests -----------------------------------------------------------------------------------------
+
+
+def test_parse_channels():
+    assert alexnet.parse_channels(None) == tuple(range(64))
+    assert alexnet.parse_channels("0-63") == tuple(range(64))
+    assert alexnet.parse_channels("9-11, 0,5,5") == (0, 5, 9, 10, 11)
+    assert alexnet.parse_channels([3, 1]) == (1, 3)
+    assert alexnet.channels_text((0, 1, 2, 5, 7, 8)) == "0-2,5,7-8"
+    for bad in ("64", "3-1", "a", "", "1-", [True], []):
+        with pytest.raises(SpecError):
+            alexnet.parse_channels(bad)
+
+
+def test_preprocessing_is_torchvisions():
+    photo = alexnet.preprocess(None, "lecture")
+    assert np.array_equal(photo.tensor, lecture_tensor().numpy())
+    assert photo.original_size == (512, 600)
+    assert photo.resized_size == (224, 262)
+    assert photo.crop_box == (0, 19, 224, 243)
+    # ToTensor/Normalize of the stored crop pixels gives the tensor again.
+    again = (photo.pixels.transpose(2, 0, 1).astype(np.float32) / 255 - 0.5) / 0.5
+    assert np.abs(again - photo.tensor).max() < 1e-6
+    imagenet = alexnet.preprocess(None, "imagenet")
+    t = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.transforms()
+    assert imagenet.mean == tuple(t.mean) and imagenet.std == tuple(t.std)
+    assert np.array_equal(imagenet.tensor, lecture_tensor(GRACE, t.mean, t.std).numpy())
+
+
+def test_layer_shapes_are_the_forward_hooks_shapes():
+    model = seeded_model(0)
+    x = lecture_tensor()[None]
+    shapes = alexnet.layer_shapes(model, x)
+    names = [s.name for s in shapes]
+    assert names == [f"features.{i}" for i in range(13)] + ["avgpool", "flatten"] + \
+        [f"classifier.{i}" for i in range(7)]
+    by = {s.name: s for s in shapes}
+    assert by["features.0"].out_shape == (64, 55, 55) and by["features.0"].n_params == 64 * 3 * 11 * 11 + 64 == 23296
+    assert by["features.2"].out_shape == (64, 27, 27)
+    assert by["features.6"].out_shape == (384, 13, 13)
+    assert by["features.8"].kind == "conv" and by["features.7"].kind == "relu"
+    assert by["flatten"].out_shape == (9216,)
+    assert sum(s.n_params for s in shapes) == sum(p.numel() for p in model.parameters()) == 61100840
+
+
+def test_spec_parsing(tmp_path):
+    spec = loads('kind = "alexnet"\nweights = "random"\nseed = 3\nchannels = [1, 2]\nnormalize = "imagenet"\n',
+                 str(tmp_path / "a.toml"), tmp_path)
+    assert isinstance(spec, AlexNetSpec)
+    assert (spec.weights, spec.seed, spec.channels, spec.normalize, spec.image) == ("random", 3, (1, 2), "imagenet",
+                                                                                  None)
+    spec = loads('kind = "alexnet"\nweights = "w.pth"\nimage = "cat.png"\n', str(tmp_path / "b.toml"), tmp_path)
+    assert spec.weights == str(tmp_path / "w.pth") and spec.image == str(tmp_path / "cat.png")
+    for text, field in (('kind = "alexnet"\nchanels = "0-3"\n', "chanels"),
+                        ('kind = "alexnet"\nnormalize = "zscore"\n', "normalize"),
+                        ('kind = "alexnet"\nseed = -1\n', "seed"),
+                        ('kind = "alexnet"\nchannels = "0-99"\n', "channels"),
+                        ('kind = "alexnet"\nsheet = "x"\n', "sheet")):
+        with pytest.raises(SpecError) as e:
+            loads(text, "ws/x.toml", tmp_path)
+        msg = str(e.value)
+        assert msg.startswith("ws/x.toml") and field in msg and "\n" not in msg
+
+
+def test_shipped_spec_is_the_default_workbook():
+    from xlconv import spec as specs
+
+    s = specs.load("alexnet-conv1")
+    assert (s.weights, s.seed, s.normalize, s.channels, s.image) == ("pretrained", 0, "lecture", tuple(range(64)),
+                                                                     None)
+
+
+def test_building_toy_worksheets_never_imports_torch(tmp_path):
+    code = ("import sys, xlconv.cli\n"
+            "from xlconv.build import build_all\n"
+            "from xlconv import spec\n"
+            "assert 'torch' not in sys.modules, 'import xlconv.cli imported torch'\n"
+            "names = [n for n in spec.builtin_names() if spec.load(n).kind != 'alexnet']\n"
+            "assert len(names) >= 5\n"
+            f"build_all(names, {str(tmp_path)!r})\n"
+            "assert 'torch' not in sys.modules, 'building the toy worksheets imported torch'\n"
+            "assert 'torchvision' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+    assert len(list(tmp_path.glob("*.xlsx"))) >= 5
+
+
+# -- weights loading -------------------------------------------------------------------------------------
+
+
+def _offline(monkeypatch, home: Path):
+    """Nothing cached in TORCH_HOME, and any download fails at once as it does without internet."""
+    monkeypatch.setenv("TORCH_HOME", str(home))
+
+    def no_network(url, dst, *args, **kwargs):
+        raise urllib.error.URLError("no network (test)")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+
+
+def test_pretrained_offline_nothing_cached_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    _offline(monkeypatch, tmp_path / "empty-torch-home")
+    out = tmp_path / "out" / "a.xlsx"
+    status = cli.main(["alexnet", "--channels", "0", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    expected = tmp_path / "empty-torch-home" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert str(expected) in lines[0] and "Traceback" not in captured.err
+    assert not out.exists() and not list((tmp_path / "out").glob("*"))
+    with pytest.raises(PretrainedUnavailable):
+        alexnet.load_model("pretrained")
+
+
+def test_xlconv_build_falls_back_to_untrained_and_builds_the_others(tmp_path, monkeypatch, capsys):
+    _offline(monkeypatch, tmp_path / "empty-torch-home")
+    spec = tmp_path / "alexnet-small.toml"
+    spec.write_text('kind = "alexnet"\nchannels = "0"\nseed = 2\n')
+    toy = Path(__file__).parent.parent / "worksheets" / "lee-6x6.toml"
+    paths = build_all([toy, spec], tmp_path / "build")
+    err = capsys.readouterr().err
+    assert [p.name for p in paths] == ["lee-6x6.xlsx", "alexnet-small.xlsx"]
+    assert all(p.exists() for p in paths)
+    warning = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(warning) == 1 and "alexnet-owt-7be5be79.pth" in warning[0] and "UNTRAINED" in warning[0]
+    assert all("UNTRAINED" in t for t in titles(paths[1]).values())
+
+
+def test_bad_state_dict_files_are_one_line_errors(tmp_path, capsys):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_text("not a checkpoint")
+    other = tmp_path / "other.pth"
+    torch.save({"fc.weight": torch.zeros(2)}, other)
+    for path in (garbage, other, tmp_path / "missing.pth"):
+        out = tmp_path / f"{path.stem}.xlsx"
+        assert cli.main(["alexnet", "--weights", str(path), "--channels", "0", "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and str(path.name) in err
+        assert not out.exists()
+    with pytest.raises(WeightsError):
+        alexnet.load_model(str(other))
+
+
+def test_unreadable_image_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("hello")
+    out = tmp_path / "x.xlsx"
+    assert cli.main(["alexnet", "--weights", "random", "--image", str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "notes.jpg" in err and not out.exists()
+
+
+def test_cli_prints_the_path(tmp_path, capsys):
+    out = tmp_path / "cli.xlsx"
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)).save(photo)
+    assert cli.main(["alexnet", "--weights", "random", "--seed", "1", "--channels", "2", "--image", str(photo),
+                     "--normalize", "imagenet", "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    recs = records(out)
+    rows = sheet_rows(out, "conv1")
+    got = block(rows, recs["conv1_input"].grids)
+    t = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.transforms()
+    expected = np.pad(lecture_tensor(photo, t.mean, t.std).numpy(), ((0, 0), (2, 2), (2, 2)))
+    assert np.array_equal(got.astype(np.float32), expected)
+    mean = block(sheet_rows(out, "Preprocess"), recs["pre_mean"].grids).ravel()
+    assert np.allclose(mean, t.mean)
+
+
+# -- the built workbooks ----------------------------------------------------------------------------------
+
+
+def test_titles_say_untrained_only_for_random_weights(built):
+    assert all(t.startswith("UNTRAINED") for t in titles(built["random"]).values())
+    for key in ("file", "cache"):
+        assert not any("UNTRAINED" in t for t in titles(built[key]).values())
+    pre = sheet_rows(built["cache"], "Preprocess")
+    note = " ".join(str(v) for row in pre[:4] for v in row if v)
+    # The label comes from what the real torchvision API did: it read the file placed in the cache.
+    assert "pretrained weights AlexNet_Weights.IMAGENET1K_V1" in note and str(built["home"]) in note
+
+
+def test_conv1_input_is_the_lecture_transform_padded(built):
+    recs = records(built["random"])
+    got = block(sheet_rows(built["random"], "conv1"), recs["conv1_input"].grids)
+    assert got.shape == (3, 228, 228)
+    expected = np.pad(lecture_tensor().numpy(), ((0, 0), (2, 2), (2, 2)))
+    # The typed numbers read back as exactly torchvision's float32 values, and the ring is zero.
+    assert np.array_equal(got.astype(np.float32), expected)
+    assert not got[:, :2].any() and not got[:, -2:].any() and not got[:, :, :2].any() and not got[:, :, -2:].any()
+
+
+def test_filters_sheet_holds_the_weights_and_draws_them(built):
+    recs = records(built["random"])
+    rows = sheet_rows(built["random"], "Filters")
+    w = seeded_model(SEED).features[0].weight.detach().numpy()
+    b = seeded_model(SEED).features[0].bias.detach().numpy()
+    for k in (0, 17, 63):
+        assert np.array_equal(block(rows, recs[f"conv1_w{k}"].grids).astype(np.float32), w[k])
+    assert np.array_equal(block(rows, recs["conv1_bias"].grids).ravel().astype(np.float32), b[[0, 5, 63]])
+    # The pictures: cell fills of the lecture's w*0.5+0.5 and of the per-filter min-max.
+    from xlconv.sheets.alexnet import Layout
+
+    fills = cell_fills(built["random"], "Filters")
+    layout = Layout(alexnet.Run(None, None, (0, 5, 63), w, b, None, None, None, [], [], "", 0))
+    lecture = np.clip(w.transpose(0, 2, 3, 1) * 0.5 + 0.5, 0, 1)
+    lo, hi = w.min(axis=(1, 2, 3)), w.max(axis=(1, 2, 3))
+    minmax = (w.transpose(0, 2, 3, 1) - lo[:, None, None, None]) / (hi - lo)[:, None, None, None]
+    for k, i, j in ((0, 0, 0), (9, 5, 10), (63, 10, 3)):
+        band, slot = divmod(k, 8)
+        row = layout.pic_top + band * layout.pic_band + 1 + i
+        for half, pic in ((0, lecture), (1, minmax)):
+            col = 1 + half * (layout.pic_cols + 2) + slot * 12 + j
+            rgb = fills[f"{get_column_letter(col + 1)}{row + 1}"]
+            got = np.array([int(rgb[n:n + 2], 16) for n in (0, 2, 4)])
+            assert np.abs(got / 255 - pic[k, i, j]).max() <= 0.5 / 15 + 1e-9, (k, i, j, half)  # 4 or 5 bits
+
+
+def test_formulas_use_only_the_shared_functions(built):
+    names: set[str] = set()
+    with zipfile.ZipFile(built["random"]) as z:
+        for n in z.namelist():
+            if n.startswith("xl/worksheets/sheet"):
+                for f in re.findall(r"<f>(.*?)</f>", z.read(n).decode()):
+                    names.update(re.findall(r"([A-Z][A-Z0-9.]*)\(", re.sub(r'"[^"]*"', "", f)))
+    assert names and names <= ALLOWED_FUNCTIONS, names - ALLOWED_FUNCTIONS
+
+
+def test_cached_values_are_torchs(built):
+    """Viewers that do not calculate show torch's numbers: the formulas' cached values."""
+    recs = records(built["random"])
+    rows = sheet_rows(built["random"], "conv1")
+    conv, relu, pool = features(seeded_model(SEED), lecture_tensor())
+    ch = [0, 5, 63]
+    for name, exp in (("conv1", conv), ("relu1", relu), ("pool1", pool)):
+        assert np.abs(block(rows, recs[name].grids) - exp[ch]).max() < 1e-5
+
+
+@pytest.mark.libreoffice
+@pytest.mark.parametrize("key", ["random", "file", "cache"])
+def test_libreoffice_maps_match_torch(recalculated, key):
+    model = {"random": seeded_model(SEED), "file": seeded_model(11), "cache": seeded_model(13)}[key]
+    channels = {"random": [0, 5, 63], "file": [1, 2], "cache": [3]}[key]
+    assert_maps_match(recalculated[key], model, lecture_tensor(), channels)
+
+
+@pytest.mark.libreoffice
+def test_libreoffice_preprocess_formulas_match_torchvision(recalculated):
+    path = recalculated["random"]
+    recs = records(path)
+    rows = sheet_rows(path, "Preprocess")
+    y0, y1 = recs["pre_raw"].info["rows"]
+    x0, x1 = recs["pre_raw"].info["columns"]
+    tensor = lecture_tensor().numpy()[:, y0:y1, x0:x1]
+    assert np.abs(block(rows, recs["pre_normalized"].grids) - tensor).max() < 1e-6
+    assert np.abs(block(rows, recs["pre_conv1_input"].grids) - tensor).max() < 1e-6
+    photo = alexnet.preprocess(None)
+    assert np.array_equal(block(rows, recs["pre_raw"].grids), photo.pixels[y0:y1, x0:x1].transpose(2, 0, 1))
+
+
+@pytest.mark.libreoffice
+def test_libreoffice_shapes_equal_torchs(recalculated):
+    path = recalculated["random"]
+    model = seeded_model(SEED)
+    seen = []
+    named = [(f"features.{i}", m) for i, m in enumerate(model.features)] + [("avgpool", model.avgpool)] + \
+        [(f"classifier.{i}", m) for i, m in enumerate(model.classifier)]
+    for name, m in named:
+        m.register_forward_hook(lambda mod, i, o, name=name: seen.append((name, tuple(o.shape[1:]), mod)))
+    with torch.no_grad():
+        model(lecture_tensor()[None])
+    rows = sheet_rows(path, "Shapes")
+    head = next(n for n, row in enumerate(rows) if row[1] == "layer")
+    cols = {v: c for c, v in enumerate(rows[head]) if v}
+    table = {row[1]: row for row in rows[head + 1:] if row[1]}
+    for name, shape, mod in seen:
+        row = table[name]
+        got = tuple(int(row[cols[k]]) for k in ("C out", "H out", "W out")[:len(shape)])
+        assert got == shape, name
+        assert int(row[cols["parameters"]]) == sum(p.numel() for p in mod.parameters()), name
+        assert row[cols["sheet = torch?"]] == "= torch"
+    assert int(table["flatten"][cols["C out"]]) == 256 * 6 * 6 == 9216
+    total = next(row for row in rows if row[2] and "total parameters" in str(row[2]))
+    assert int(total[cols["parameters"]]) == sum(p.numel() for p in model.parameters())
+    what_if = next(row for row in rows if row[1] == "what if")
+    assert int(what_if[cols["H out"]]) == 54
+
+
+@pytest.mark.libreoffice
+def test_libreoffice_trace_equals_its_map_cell(built, tmp_path):
+    """Pick channel 63, output (1, 55): the top-right corner, whose window covers the padding ring."""
+    src = built["random"]
+    rec = records(src)["conv1_trace"]
+    picks = rec.info["picks"]
+    edited = with_values(src, tmp_path / "trace.xlsx", "Trace",
+                         {picks["channel"]: 63, picks["row"]: 1, picks["column"]: 55})
+    [out] = recalculate([edited], tmp_path / "out")
+    rows = sheet_rows(out, "Trace")
+    v = [rows[g.top][g.left] for g in rec.grids]
+    conv = features(seeded_model(SEED), lecture_tensor())[0]
+    assert v[0] == 3  # channel 63 is the third map of "0,5,63"
+    assert abs(v[3] - v[4]) < 1e-9 and abs(v[3] - conv[63, 0, 54]) < TOL
+    text = [c for r in rows for c in r if isinstance(c, str)]
+    assert "= equal" in text and "conv1_out[0, 63, 0, 54]" in text
+
+
+@pytest.mark.libreoffice
+def test_verify_covers_the_workbook_and_catches_a_wrong_formula(recalculated, built, tmp_path):
+    report = check(recalculated["random"], built["random"])
+    assert report.ok, report.lines()
+    cells = {s.sheet: s.cells for s in report.sheets}
+    assert cells["conv1"] == 2 * (3 * 55 * 55 * 2 + 3 * 27 * 27)  # NumPy and torch, conv/ReLU/pool
+    assert cells["Preprocess"] > 0 and cells["Trace"] == 5 and cells["Shapes"] > 0
+    # A conv1 formula off by one must be caught.
+    bad = tmp_path / "bad.xlsx"
+    with zipfile.ZipFile(built["random"]) as zin, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if b"<f>SUMPRODUCT(" in data:
+                data = data.replace(b"<f>SUMPRODUCT(", b"<f>1+SUMPRODUCT(", 1)
+            zout.writestr(info, data)
+    [out] = recalculate([bad], tmp_path / "out")
+    report = check(out, bad)
+    assert not report.ok
+    conv1 = next(s for s in report.sheets if s.sheet == "conv1")
+    assert conv1.mismatches >= 2 and "conv1" in conv1.failures[0]
+
+
+@pytest.mark.libreoffice
+def test_full_default_workbook_all_64_channels(tmp_path):
+    """The default 64-channel workbook: every conv1, ReLU and pool cell after LibreOffice within 1e-4 of torch."""
+    path = alexnet.build_workbook(tmp_path / "full.xlsx", weights="random", seed=SEED)
+    [out] = recalculate([path], tmp_path / "out", timeout=600)
+    assert_maps_match(out, seeded_model(SEED), lecture_tensor(), range(64))
+
+
+@pytest.mark.gnumeric
+def test_gnumeric_recalculates_it_too(built, tmp_path):
+    [out] = recalculate([built["file"]], tmp_path, engine="gnumeric")
+    report = check(out, built["file"], engine="gnumeric")
+    assert report.ok, report.lines()
+    assert_maps_match(out, seeded_model(11), lecture_tensor(), [1, 2])
+
+
+def test_preprocess_sheet_states_sizes_and_embeds_the_crop(built):
+    rows = sheet_rows(built["random"], "Preprocess")
+    text = " ".join(str(v) for row in rows for v in row if isinstance(v, str))
+    for needle in ("512 x 600", "224 x 262", "left 0, top 19, right 224, bottom 243", "The 224 x 224 crop",
+                   "Normalize(mean=[0.5]*3, std=[0.5]*3)"):
+        assert needle in text, needle
+    with zipfile.ZipFile(built["random"]) as z:
+        [png] = [n for n in z.namelist() if n.startswith("xl/media/")]
+        picture = np.asarray(Image.open(__import__("io").BytesIO(z.read(png))).convert("RGB"))
+    assert np.array_equal(picture, alexnet.preprocess(None).pixels)
