@@ -27,26 +27,36 @@ COLUMNS = [  # (key, heading, width)
 TABLE_TOP = 5
 
 
+def _table(book: Book, spec: SizeSheetSpec, columns, title: str, note: str):
+    """A new sheet with the title, the note and the table's column headings; returns it and the column map."""
+    ws = book.wb.add_worksheet(spec.sheet)
+    col = {key: i + 1 for i, (key, _, _) in enumerate(columns)}
+    ws.set_column(0, 0, 2)
+    for key, _, width in columns:
+        ws.set_column(col[key], col[key], width)
+    ws.write_string(0, 1, title, book.fmt(bold=True, font_size=16))
+    ws.merge_range(1, 1, 1, col["remark"], note, book.fmt(text_wrap=True, valign="top", font_size=10))
+    ws.set_row(1, 14 * max(2, math.ceil(len(note) / 190) + 1))
+    head = book.fmt(bold=True, bottom=2, align="center", valign="vcenter", text_wrap=True)
+    for key, heading, _ in columns:
+        ws.write_string(TABLE_TOP - 1, col[key], heading, head)
+    return ws, col
+
+
+def _formats(book: Book):
+    """Formats of the table's text, remark and parameter cells."""
+    return (book.fmt(font_size=10, valign="vcenter"), book.fmt(font_size=9, valign="vcenter", text_wrap=True,
+                                                                italic=True), book.cell_fmt("param", "0"))
+
+
 def build_sheet(book: Book, spec: SizeSheetSpec, mode: str = "worksheet", self_check: bool = True,
                 tolerance: float = 0.005, info: str = "") -> None:
     """Write the output-size worksheet for spec into book (mode "key" or "student": an exercise sheet)."""
     if mode != "worksheet":
         return _exercise_sheet(book, spec, mode, self_check, tolerance, info)
-    ws = book.wb.add_worksheet(spec.sheet)
-    col = {key: i + 1 for i, (key, _, _) in enumerate(COLUMNS)}
-    ws.set_column(0, 0, 2)
-    for key, _, width in COLUMNS:
-        ws.set_column(col[key], col[key], width)
-    ws.write_string(0, 1, spec.title, book.fmt(bold=True, font_size=16))
     note = spec.note + " Yellow cells are parameters: change them and the sizes below follow."
-    ws.merge_range(1, 1, 1, col["remark"], note, book.fmt(text_wrap=True, valign="top", font_size=10))
-    ws.set_row(1, 14 * max(2, math.ceil(len(note) / 190) + 1))
-    head = book.fmt(bold=True, bottom=2, align="center", valign="vcenter", text_wrap=True)
-    for key, heading, _ in COLUMNS:
-        ws.write_string(TABLE_TOP - 1, col[key], heading, head)
-    text = book.fmt(font_size=10, valign="vcenter")
-    wrap = book.fmt(font_size=9, valign="vcenter", text_wrap=True, italic=True)
-    param = book.cell_fmt("param", "0")
+    ws, col = _table(book, spec, COLUMNS, spec.title, note)
+    text, wrap, param = _formats(book)
     h = None
     for n, row in enumerate(spec.rows):
         r = TABLE_TOP + n
@@ -98,20 +108,12 @@ def layer_inputs(spec: SizeSheetSpec) -> dict[str, list]:
 
 
 def _exercise_sheet(book: Book, spec: SizeSheetSpec, mode: str, self_check: bool, tolerance: float, info: str):
-    from xlconv import formulas as fx
-
     checking = self_check
     columns = list(COLUMNS)
     if checking:
         at = [k for k, _, _ in columns].index("remark")
         columns[at:at] = [("check_lecture", "check", 7), ("check_out", "check", 7)]
-    ws = book.wb.add_worksheet(spec.sheet)
-    col = {key: i + 1 for i, (key, _, _) in enumerate(columns)}
-    ws.set_column(0, 0, 2)
-    for key, _, width in columns:
-        ws.set_column(col[key], col[key], width)
     title = spec.title + (" (answer key)" if mode == "key" else " (exercise)")
-    ws.write_string(0, 1, title, book.fmt(bold=True, font_size=16))
     note = spec.exercise_note or spec.note
     if mode == "key":
         note += (" ANSWER KEY: the yellow answer cells hold the live formulas where the student's workbook has "
@@ -123,16 +125,10 @@ def _exercise_sheet(book: Book, spec: SizeSheetSpec, mode: str, self_check: bool
     if checking:
         note += (f" The check columns show {fx.CHECK_RIGHT} or {fx.CHECK_WRONG} as you type; their formulas "
                  f"recompute the answer from the parameters, so they show how: that is what a self-check is.")
-    ws.merge_range(1, 1, 1, col["remark"], note, book.fmt(text_wrap=True, valign="top", font_size=10))
-    ws.set_row(1, 14 * max(2, math.ceil(len(note) / 190) + 1))
+    ws, col = _table(book, spec, columns, title, note)
     if info:
         ws.write_string(EXERCISE_INFO_ROW, 1, info, book.fmt(bold=True, font_size=10, valign="vcenter"))
-    head = book.fmt(bold=True, bottom=2, align="center", valign="vcenter", text_wrap=True)
-    for key, heading, _ in columns:
-        ws.write_string(TABLE_TOP - 1, col[key], heading, head)
-    text = book.fmt(font_size=10, valign="vcenter")
-    wrap = book.fmt(font_size=9, valign="vcenter", text_wrap=True, italic=True)
-    param = book.cell_fmt("param", "0")
+    text, wrap, param = _formats(book)
     key_mode = mode == "key"
     answer_fmt = {key: (book.cell_fmt("answer", "0.00" if key == "lecture" else "0", bold=True) if key_mode
                         else book.cell_fmt("answer", "General", bold=True, locked=False)) for key in ("lecture", "out")}
