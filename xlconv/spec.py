@@ -25,7 +25,6 @@ Pair = tuple[int, int]
 _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
 RESERVED_SHEETS = {"history", "_xlconv"}
-PHOTOS = ("grace_hopper", "chelsea")
 
 
 @dataclass(frozen=True, eq=False)
