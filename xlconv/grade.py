@@ -41,7 +41,7 @@ from xlconv.atomic import atomic_path
 from xlconv.cells import parse_range
 from xlconv.errors import ExerciseError, VerifyError, XlconvError
 from xlconv.exercise import MANIFEST, MANIFEST_FORMAT, META_KEY
-from xlconv.verify import ROOT_ROLES, Record, _expected
+from xlconv.verify import ROOT_ROLES, Record, expected_block
 
 GRADED = ("ok", "edited-inputs")
 STATUSES = {
@@ -131,7 +131,7 @@ class Key:
             for rec in self.records:
                 if rec.role not in ("padded", "dilated", "output"):
                     continue
-                results = _expected(rec, cur, None, by_name)
+                results = expected_block(rec, cur, None, by_name)
                 for other in results[1:]:
                     if other.shape != results[0].shape or not np.allclose(other, results[0], rtol=1e-12, atol=1e-9):
                         raise VerifyError(f"{rec.name}: NumPy and torch disagree on the right answers")

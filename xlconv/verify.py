@@ -185,7 +185,7 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
                     report.failures.append(f"{rec.sheet}!{rec.grids[k].cell(i, j)} ({rec.name}) is not a number")
                 current[rec.name] = got
                 continue
-            expected = _expected(rec, current, got, by_name)
+            expected = expected_block(rec, current, got, by_name)
             if rec.role == "output":
                 current[rec.name] = expected[0]
             for exp in expected:
@@ -195,8 +195,8 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
         cells.close()
 
 
-def _expected(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray,
-              by_name: dict[str, Record]) -> list[np.ndarray]:
+def expected_block(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray,
+                   by_name: dict[str, Record]) -> list[np.ndarray]:
     """What the block should hold, by NumPy then by torch, from the workbook's current inputs."""
     info = rec.info
     if rec.role == "padded":
