@@ -9,7 +9,7 @@ import numpy as np
 
 from xlconv import formulas as fx
 from xlconv import reference as ref
-from xlconv.book import COL_WIDTH, GRID_ROW_HEIGHT, Book, check_formula, num_format
+from xlconv.book import COLOURS, COL_WIDTH, GRID_ROW_HEIGHT, Book, check_formula, num_format
 from xlconv.cells import MAX_COLS, MAX_ROWS, Grid, a1
 from xlconv.errors import SpecError
 from xlconv.spec import Conv, ConvSheetSpec, Pool, Relu
@@ -119,12 +119,12 @@ class ConvSheet:
                                                               f"{a1(r, c)}"), fmt, _cached(v))
         self.max_col = max(self.max_col, grid.right)
 
-    def _band(self, blocks: list[tuple[str, list[str], tuple[int, int], int]], start_col: int = 1) -> list[list[Grid]]:
-        """Place blocks (label, channel labels, (h, w), extra columns) side by side below the cursor."""
+    def _band(self, blocks: list[tuple[str, list[str], tuple[int, int]]], start_col: int = 1) -> list[list[Grid]]:
+        """Place blocks (label, channel labels, (h, w)) side by side below the cursor."""
         top = self.row + LABEL_ROWS
         col = start_col
         out = []
-        for label, channel_labels, (h, w), _ in blocks:
+        for label, channel_labels, (h, w) in blocks:
             self._label(self.row, col, label)
             grids = []
             for k, cl in enumerate(channel_labels):
@@ -136,7 +136,7 @@ class ConvSheet:
                 col += self._slot(cl, w)
             col = max(col, grids[0].left + self._slot(label, 0)) + 1
             out.append(grids)
-        height = max(h for _, _, (h, _w), _ in blocks)
+        height = max(h for _, _, (h, _w) in blocks)
         self.row = top + height + 1
         return out
 
@@ -209,7 +209,7 @@ class ConvSheet:
         for g in self.spec.grids:
             c, h, w = g.values.shape
             label = f"{g.label} ({'x'.join(map(str, g.values.shape if c > 1 else (h, w)))})"
-            blocks.append((label, _channel_labels(c), (h, w), 0))
+            blocks.append((label, _channel_labels(c), (h, w)))
             grids.append(g)
         for g, placed in zip(grids, self._band(blocks)):
             role = "kernel" if g.name in used_as_kernel else "input"
@@ -259,26 +259,26 @@ class ConvSheet:
         blocks, kinds = [], []
         padded_vals = ref.pad(src.values, op.padding)
         if op.padding != (0, 0):
-            blocks.append((f"{op.input} padded by {_t(op.padding)}", _channel_labels(c_in), padded_vals.shape[1:], 0))
+            blocks.append((f"{op.input} padded by {_t(op.padding)}", _channel_labels(c_in), padded_vals.shape[1:]))
             kinds.append("padded")
         dil_vals = {}
         if op.dilation != (1, 1):
             for wname in op.weight:
                 dil_vals[wname] = ref.dilate_kernel(self.values[wname], op.dilation)
                 blocks.append((f"{wname} dilated by {_t(op.dilation)}", _channel_labels(c_in),
-                               dil_vals[wname].shape[1:], 0))
+                               dil_vals[wname].shape[1:]))
                 kinds.append(("dilated", wname))
         if op.bias is not None:
-            blocks.append(("bias", [""] * len(op.weight), (1, 1), 0))
+            blocks.append(("bias", [""] * len(op.weight), (1, 1)))
             kinds.append("bias")
         out_vals = self.values[op.name]
         o, oh, ow = out_vals.shape
         blocks.append((f"output {o}x{oh}x{ow}" if o > 1 else f"output {oh}x{ow}",
-                       [spec.grid(w).label for w in op.weight] if o > 1 else [""], (oh, ow), 0))
+                       [spec.grid(w).label for w in op.weight] if o > 1 else [""], (oh, ow)))
         kinds.append("output")
         if self.checking:
             blocks.append((f"check {fx.CHECK_RIGHT} / {fx.CHECK_WRONG}",
-                           [spec.grid(w).label for w in op.weight] if o > 1 else [""], (oh, ow), 0))
+                           [spec.grid(w).label for w in op.weight] if o > 1 else [""], (oh, ow)))
             kinds.append("check")
         placed = dict(zip([k if isinstance(k, str) else f"dil:{k[1]}" for k in kinds], self._band(blocks)))
 
@@ -364,9 +364,9 @@ class ConvSheet:
                            f"padding={_t(op.padding)}" + (f", dilation={_t(op.dilation)}" if op.mode == "max" else "")
                        + f", ceil_mode={op.ceil_mode})")
         label = f"{op.mode} pooled {c}x{oh}x{ow}" if c > 1 else f"{op.mode} pooled {oh}x{ow}"
-        blocks = [(label, _channel_labels(c), (oh, ow), 0)]
+        blocks = [(label, _channel_labels(c), (oh, ow))]
         if self.checking:
-            blocks.append((f"check {fx.CHECK_RIGHT} / {fx.CHECK_WRONG}", _channel_labels(c), (oh, ow), 0))
+            blocks.append((f"check {fx.CHECK_RIGHT} / {fx.CHECK_WRONG}", _channel_labels(c), (oh, ow)))
         grids, *checks = self._band(blocks)
         fmt = self.book.cell_fmt("output", num_format(out_vals) if op.mode == "max" else "0.00")
         for k, g in enumerate(grids):
@@ -408,9 +408,9 @@ class ConvSheet:
         out_vals = self.values[op.name]
         c, h, w = out_vals.shape
         self._op_title(op, f"F.relu({op.input}) = MAX(0, x) per cell")
-        blocks = [(f"ReLU {c}x{h}x{w}" if c > 1 else f"ReLU {h}x{w}", _channel_labels(c), (h, w), 0)]
+        blocks = [(f"ReLU {c}x{h}x{w}" if c > 1 else f"ReLU {h}x{w}", _channel_labels(c), (h, w))]
         if self.checking:
-            blocks.append((f"check {fx.CHECK_RIGHT} / {fx.CHECK_WRONG}", _channel_labels(c), (h, w), 0))
+            blocks.append((f"check {fx.CHECK_RIGHT} / {fx.CHECK_WRONG}", _channel_labels(c), (h, w)))
         grids, *checks = self._band(blocks)
         fmt = self.book.cell_fmt("output", num_format(out_vals))
         for k, g in enumerate(grids):
@@ -597,8 +597,8 @@ class ConvSheet:
         blocks = []
         for k in range(c_in):
             ch = f" ch {k}" if c_in > 1 else ""
-            blocks += [(f"window{ch}", [""], (eh, ew), 0), (f"kernel{ch}", [""], (eh, ew), 0),
-                       (f"products{ch}", [""], (eh, ew), 0)]
+            blocks += [(f"window{ch}", [""], (eh, ew)), (f"kernel{ch}", [""], (eh, ew)),
+                       (f"products{ch}", [""], (eh, ew))]
         placed = self._band(blocks)
         sums = []
         win_vals = self.values[op.input]
@@ -621,11 +621,11 @@ class ConvSheet:
             ws.conditional_format(sgrid.top, sgrid.left, sgrid.bottom, sgrid.right, dict(
                 type="formula", criteria=fx.in_window(sgrid.top + 1, sgrid.left + 1, r_ref, c_ref, (eh, ew),
                                                       op.stride, (1, 1)),
-                format=b.fmt(bg_color=COLOURS_PICK, bold=True, font_color="#9C0006")))
+                format=b.fmt(bg_color=COLOURS["pick"], bold=True, font_color="#9C0006")))
         for oc, g in enumerate(out_grids):
             ws.conditional_format(g.top, g.left, g.bottom, g.right, dict(
                 type="formula", criteria=fx.is_cell(g.top + 1, g.left + 1, r_ref, c_ref, f"{o_ref}={oc + 1}"),
-                format=b.fmt(bold=True, font_color="#9C0006", bg_color=COLOURS_PICK)))
+                format=b.fmt(bold=True, font_color="#9C0006", bg_color=COLOURS["pick"])))
         # The totals column, right of the last products grid.
         left = placed[-1][0].right + 2
         top = placed[0][0].top
@@ -694,7 +694,6 @@ class ConvSheet:
         ws.hide_gridlines(2)
 
 
-COLOURS_PICK = "#FFD966"
 CHECK_SLACK = 1e-9  # so that an answer exactly at the tolerance counts, whatever the binary rounding
 
 
