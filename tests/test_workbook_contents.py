@@ -12,7 +12,7 @@ from blocks import block, records
 from openpyxl import load_workbook
 
 from xlconv.cells import MAX_FORMULA_CHARS
-from xlconv.formulas import ALLOWED_FUNCTIONS
+from xlconv.formulas import ALLOWED_FUNCTIONS, SELF_CHECK_FUNCTIONS
 
 SHEETS = ["lee-6x6", "velickovic-7x7", "convolved-feature-5x5", "edge-laplacian", "output-size"]
 
@@ -33,6 +33,18 @@ def test_only_functions_every_spreadsheet_shares(shipped, name):
         used |= set(re.findall(r"([A-Z][A-Z0-9.]*)\(", f))
         assert len(f) <= MAX_FORMULA_CHARS
     assert used and used <= ALLOWED_FUNCTIONS, used - ALLOWED_FUNCTIONS
+
+
+@pytest.mark.parametrize("self_check", [True, False])
+def test_exercise_files_use_shared_functions_too(tmp_path, self_check):
+    from xlconv.exercise import exercise
+
+    result = exercise("lee-6x6", tmp_path / "ex", seed=1, self_check=self_check)
+    for path in [*result.student_files, *result.key_files]:
+        used = set()
+        for _, _, f in formulas(path):
+            used |= set(re.findall(r"([A-Z][A-Z0-9.]*)\(", f))
+        assert used <= SELF_CHECK_FUNCTIONS, (path.name, used - SELF_CHECK_FUNCTIONS)
 
 
 @pytest.mark.parametrize("name", SHEETS)

@@ -1,7 +1,8 @@
 """Formula builders: pure functions from cell references to formula strings.
 
 Only functions that Excel 2010+, LibreOffice and Google Sheets all share are used:
-SUMPRODUCT, SUM, MAX, MIN, AVERAGE, INT, INDEX, IF, ABS, ROUND, ROW, COLUMN, ISNUMBER and arithmetic.
+SUMPRODUCT, SUM, MAX, MIN, AVERAGE, INT, INDEX, IF, ABS, ROUND, ROW, COLUMN and arithmetic;
+an exercise's self-checks add ISNUMBER (shared by all three too) to tell typed text from numbers.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 from typing import Sequence
 
 ALLOWED_FUNCTIONS = frozenset(
-    ["SUMPRODUCT", "SUM", "MAX", "MIN", "AVERAGE", "INT", "INDEX", "IF", "ABS", "ROUND", "ROW", "COLUMN", "ISNUMBER"])
+    ["SUMPRODUCT", "SUM", "MAX", "MIN", "AVERAGE", "INT", "INDEX", "IF", "ABS", "ROUND", "ROW", "COLUMN"])
+SELF_CHECK_FUNCTIONS = ALLOWED_FUNCTIONS | {"ISNUMBER"}
 CHECK_RIGHT, CHECK_WRONG, CHECK_NOT_A_NUMBER = "\u2713", "\u2717", "?"
 
 
