@@ -154,11 +154,7 @@ class _Cells:
 
 def _as_float(rows: list[list[Any]]) -> np.ndarray:
     def num(v):
-        if isinstance(v, bool):
-            return float(v)
-        if isinstance(v, (int, float)):
-            return float(v)
-        return np.nan
+        return float(v) if isinstance(v, (bool, int, float)) else np.nan
     return np.array([[num(v) for v in row] for row in rows], dtype=np.float64)
 
 
@@ -172,7 +168,6 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
     try:
         sheets: dict[str, SheetReport] = {}
         current: dict[str, np.ndarray] = {}
-        by_name = {r.name: r for r in records}
         for rec in records:
             report = sheets.setdefault(rec.sheet, SheetReport(rec.sheet))
             if rec.role in EXERCISE_ROLES:
@@ -185,7 +180,7 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
                     report.failures.append(f"{rec.sheet}!{rec.grids[k].cell(i, j)} ({rec.name}) is not a number")
                 current[rec.name] = got
                 continue
-            expected = expected_block(rec, current, got, by_name)
+            expected = expected_block(rec, current, got)
             if rec.role == "output":
                 current[rec.name] = expected[0]
             for exp in expected:
@@ -195,8 +190,7 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
         cells.close()
 
 
-def expected_block(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray,
-                   by_name: dict[str, Record]) -> list[np.ndarray]:
+def expected_block(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray | None) -> list[np.ndarray]:
     """What the block should hold, by NumPy then by torch, from the workbook's current inputs."""
     info = rec.info
     if rec.role == "padded":
@@ -246,8 +240,9 @@ def _expected_size(rec: Record, got: np.ndarray) -> list[np.ndarray]:
     ceil = bool(v.get("ceil", 0))
     out_index = rec.info["rows"].index("out")
     np_out, torch_out = expected.copy(), expected.copy()
-    np_out.reshape(-1)[out_index] = ref.out_size(h, k, s, p, d, ceil)
-    if ref.out_size(h, k, s, p, d, ceil) >= 1:
+    out = ref.out_size(h, k, s, p, d, ceil)
+    np_out.reshape(-1)[out_index] = out
+    if out >= 1:
         torch_out.reshape(-1)[out_index] = tref.out_size(h, k, s, p, d, ceil)
     return [np_out, torch_out]
 
