@@ -139,24 +139,19 @@ def read_grid_csv(paths: Sequence[str | Path]) -> np.ndarray:
     channels = []
     for p in map(Path, paths):
         try:
-            with open(p, newline="", encoding="utf-8-sig") as fh:
-                rows = [[c.strip() for c in row] for row in csv.reader(fh) if any(c.strip() for c in row)]
+            rows = specs.read_csv_numbers(p)
         except (OSError, UnicodeDecodeError) as e:
             raise ExerciseError(f"{p}: cannot read the grid CSV: {e}") from None
+        except ValueError as e:
+            raise ExerciseError(f"{p}: {e}") from None
         if not rows:
             raise ExerciseError(f"{p}: the grid CSV has no numbers")
-        parsed = []
-        for r, row in enumerate(rows, start=1):
-            try:
-                values = [float(c) for c in row]
-            except ValueError:
-                raise ExerciseError(f"{p}: row {r} has a cell that is not a number: {row}") from None
+        for r, values in enumerate(rows, start=1):
             if not all(np.isfinite(values)):
-                raise ExerciseError(f"{p}: row {r} has a number that is not finite: {row}")
+                raise ExerciseError(f"{p}: row {r} has a number that is not finite: {values}")
             if len(values) != len(rows[0]):
                 raise ExerciseError(f"{p}: row {r} has {len(values)} numbers, row 1 has {len(rows[0])}")
-            parsed.append(values)
-        channels.append(parsed)
+        channels.append(rows)
     if len({(len(c), len(c[0])) for c in channels}) > 1:
         raise ExerciseError(f"{', '.join(map(str, paths))}: the channels differ in size")
     return np.asarray(channels, dtype=np.float64)

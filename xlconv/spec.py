@@ -410,18 +410,25 @@ def _csv(f: _Fields, base: Path) -> np.ndarray:
     for n in names:
         p = base / n
         try:
-            with open(p, newline="", encoding="utf-8-sig") as fh:
-                rows = [[c.strip() for c in row] for row in csv.reader(fh) if any(c.strip() for c in row)]
+            channels.append(read_csv_numbers(p))
         except OSError as e:
             f.fail("csv", f"cannot read {p}: {e.strerror}")
-        parsed = []
-        for r, row in enumerate(rows):
-            try:
-                parsed.append([float(c) for c in row])
-            except ValueError:
-                f.fail("csv", f"{p} row {r + 1} has a cell that is not a number: {_show(row)}")
-        channels.append(parsed)
+        except ValueError as e:
+            f.fail("csv", f"{p} {e}")
     return _numeric(f, "csv", channels)
+
+
+def read_csv_numbers(path: str | Path) -> list[list[float]]:
+    """The rows of numbers of one CSV file, blank lines skipped; a ValueError names a row that is not numbers."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = [[c.strip() for c in row] for row in csv.reader(fh) if any(c.strip() for c in row)]
+    parsed = []
+    for r, row in enumerate(rows, start=1):
+        try:
+            parsed.append([float(c) for c in row])
+        except ValueError:
+            raise ValueError(f"row {r} has a cell that is not a number: {_show(row)}") from None
+    return parsed
 
 
 def photo_path(name: str, base: Path) -> Path:
