@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from xlconv.engine import kill_group
+from xlconv import book
+from xlconv.engine import CANARY_SHEET, kill_group
 
 MAX_FILE_BYTES = 20 * 2**20  # a student's toy workbook is tens of kB; LibreOffice's a few hundred
 MAX_MEMBERS = 2_000
@@ -42,8 +43,8 @@ MAX_RATIO = 100  # uncompressed / compressed, for members above RATIO_FLOOR
 RATIO_FLOOR = 2**20
 DEFAULT_TIMEOUT = 30.0  # seconds of wall clock per file
 DEFAULT_MEMORY = 768 * 2**20  # address space of the reading process
-META_SHEET = "_xlconv"
-META_COLUMN = 7  # 1-based column G of the record sheet: key, then text chunks to the right
+META_SHEET = CANARY_SHEET
+META_COLUMN = book.META_COLUMN + 1  # 1-based, as openpyxl counts: key, then text chunks to the right
 META_ROWS = 20
 META_CHUNKS = 64
 OLE_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
