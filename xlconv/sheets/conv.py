@@ -9,7 +9,14 @@ import numpy as np
 
 from xlconv import formulas as fx
 from xlconv import reference as ref
-from xlconv.book import COLOURS, COL_WIDTH, GRID_ROW_HEIGHT, Book, check_formula, num_format
+from xlconv.book import (
+    COL_WIDTH,
+    COLOURS,
+    GRID_ROW_HEIGHT,
+    Book,
+    check_formula,
+    num_format,
+)
 from xlconv.cells import MAX_COLS, MAX_ROWS, Grid, a1
 from xlconv.errors import SpecError
 from xlconv.spec import Conv, ConvSheetSpec, Pool, Relu
@@ -481,13 +488,8 @@ class ConvSheet:
             elif isinstance(op, Conv):
                 e = self._conv_expr(op, k, i, j)
             elif isinstance(op, Pool):
-                if op.input in self._ops:
-                    e = self._pool_formula(op, i, j, lambda rows, cols: [self._expr(op.input, k, r, c)
-                                                                         for r in rows for c in cols])
-                else:
-                    sg = self.placed[op.input].grids[k]
-                    e = self._pool_formula(op, i, j, lambda rows, cols: [sg.cell(r, c, absolute=True)
-                                                                         for r in rows for c in cols])
+                e = self._pool_formula(op, i, j, lambda rows, cols: [self._expr(op.input, k, r, c)
+                                                                     for r in rows for c in cols])
             else:
                 e = f"MAX(0,{self._expr(op.input, k, i, j)})"
             self._exprs[key] = e
