@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from xlconv.book import RECORD_FIRST_ROW
+from xlconv.record import FIRST_ROW as RECORD_FIRST_ROW
 from xlconv.cells import parse_range
 
 

@@ -11,19 +11,14 @@ import os
 
 import pytest
 
-from xlconv.engine import find_engine
-
-_INSTALL = {
-    "libreoffice": ("soffice", "apt-get install -y --no-install-recommends libreoffice-calc-nogui"),
-    "gnumeric": ("ssconvert", "apt-get install -y gnumeric"),
-}
+from xlconv.engine import ENGINES, find_engine, install_hint
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    for engine, (binary, install) in _INSTALL.items():
+    for engine in ENGINES:
         if item.get_closest_marker(engine) is None or find_engine(engine):
             continue
-        reason = f"{engine} ({binary}) not installed; install it with: {install}"
+        reason = install_hint(engine)
         if os.environ.get("XLCONV_REQUIRE_LIBREOFFICE") == "1":
             pytest.fail(f"XLCONV_REQUIRE_LIBREOFFICE=1 but {reason}", pytrace=False)
         pytest.skip(reason)

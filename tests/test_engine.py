@@ -10,13 +10,8 @@ import xlsxwriter
 from openpyxl import load_workbook
 
 from xlconv import engine
-from xlconv.engine import (
-    CANARY_CELL,
-    CANARY_FORMULA,
-    CANARY_SHEET,
-    CANARY_VALUE,
-    recalculate,
-)
+from xlconv.engine import recalculate
+from xlconv.record import CANARY_CELL, CANARY_FORMULA, CANARY_SHEET, CANARY_VALUE
 from xlconv.errors import EngineError, WorkbookError
 
 ENGINES = [

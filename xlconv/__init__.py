@@ -7,29 +7,62 @@ The library mirrors the command line, so a notebook can do what ``xlconv`` does:
     path = xlconv.build(spec, "build")            # build/lee-6x6.xlsx, live formulas
     xlconv.compute(spec)["stride1"]                # the NumPy reference of every block
     [r.ok for r in xlconv.verify([path])]          # recalculated by LibreOffice, checked by NumPy and torch
+
+Names are imported on first use (PEP 562), so ``import xlconv`` stays cheap.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from xlconv.build import build, build_all, write_workbook  # noqa: E402
-from xlconv.errors import (  # noqa: E402
-    EngineError,
-    SpecError,
-    VerifyError,
-    WorkbookError,
-    XlconvError,
-)
-from xlconv.spec import Conv, Pool, Relu, from_arrays  # noqa: E402
-from xlconv.spec import load as load_spec  # noqa: E402
-from xlconv.verify import verify  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from xlconv._version import __version__
+
+# public name -> (module, attribute)
+_LAZY = {
+    "build": ("xlconv.build", "build"),
+    "build_all": ("xlconv.build", "build_all"),
+    "write_workbook": ("xlconv.build", "write_workbook"),
+    "alexnet_workbook": ("xlconv.build", "alexnet_workbook"),
+    "load_spec": ("xlconv.spec", "load"),
+    "from_arrays": ("xlconv.spec", "from_arrays"),
+    "compute": ("xlconv.model", "compute"),
+    "Conv": ("xlconv.model", "Conv"),
+    "Pool": ("xlconv.model", "Pool"),
+    "Relu": ("xlconv.model", "Relu"),
+    "verify": ("xlconv.verify", "verify"),
+    "exercise": ("xlconv.exercise", "exercise"),
+    "grade": ("xlconv.grade", "grade"),
+    "XlconvError": ("xlconv.errors", "XlconvError"),
+    "SpecError": ("xlconv.errors", "SpecError"),
+    "WorkbookError": ("xlconv.errors", "WorkbookError"),
+    "EngineError": ("xlconv.errors", "EngineError"),
+    "VerifyError": ("xlconv.errors", "VerifyError"),
+    "ExerciseError": ("xlconv.errors", "ExerciseError"),
+}
+
+if TYPE_CHECKING:
+    from xlconv.build import alexnet_workbook, build, build_all, write_workbook
+    from xlconv.errors import EngineError, ExerciseError, SpecError, VerifyError, WorkbookError, XlconvError
+    from xlconv.exercise import exercise
+    from xlconv.grade import grade
+    from xlconv.model import Conv, Pool, Relu, compute
+    from xlconv.spec import from_arrays
+    from xlconv.spec import load as load_spec
+    from xlconv.verify import verify
 
 
-def compute(spec):
-    """NumPy values of every grid and op output of a conv worksheet spec."""
-    from xlconv.sheets.conv import compute as _compute
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'xlconv' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
 
-    return _compute(spec)
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["build", "build_all", "write_workbook", "load_spec", "from_arrays", "compute", "verify", "Conv", "Pool",
-           "Relu", "XlconvError", "SpecError", "WorkbookError", "EngineError", "VerifyError", "__version__"]
+__all__ = sorted(_LAZY) + ["__version__"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from xlconv import spec as specs
 from xlconv.book import Book
 from xlconv.errors import PretrainedUnavailable
-from xlconv.spec import AlexNetSpec, ConvSheetSpec, SizeSheetSpec, Spec
+from xlconv.model import AlexNetSpec, ConvSheetSpec, SizeSheetSpec, Spec
 
 
 def write_workbook(spec: Spec, path: str | Path) -> Path:
@@ -30,19 +30,31 @@ def write_workbook(spec: Spec, path: str | Path) -> Path:
     return Path(path)
 
 
+def alexnet_workbook(path: str | Path, image: str | Path | None = None, weights: str = "pretrained", seed: int = 0,
+                     normalize: str = "lecture", channels: str | Sequence[int] | None = None,
+                     note: str | None = None, where: str = "--channels") -> Path:
+    """Write the AlexNet conv1 workbook to path (atomically: no partial file on error); return the path."""
+    from xlconv import torchnet  # imports torch only now
+    from xlconv.sheets import alexnet as sheets
+
+    data = torchnet.run(image, weights, seed, normalize, channels, where)
+    if note:
+        data.extra["note"] = note
+    return sheets.write(data, path)
+
+
 def _alexnet(spec: AlexNetSpec, path: str | Path) -> Path:
     """The AlexNet workbook; without pretrained weights (offline, nothing cached) it warns and goes UNTRAINED."""
-    from xlconv import alexnet  # imports torch only now
-
-    args = dict(image=spec.image, seed=spec.seed, normalize=spec.normalize, channels=spec.channels)
+    args = dict(image=spec.image, seed=spec.seed, normalize=spec.normalize, channels=spec.channels,
+                where=f"{spec.path}: channels")
     try:
-        return alexnet.build_workbook(path, weights=spec.weights, **args)
+        return alexnet_workbook(path, weights=spec.weights, **args)  # type: ignore[arg-type]
     except PretrainedUnavailable as e:
         if spec.weights != "pretrained":  # pragma: no cover - only "pretrained" raises it
             raise
         print(f"xlconv: WARNING: {spec.path}: {e}. Building {Path(path).name} from RANDOM weights "
               f"(seed {spec.seed}) instead; every sheet says UNTRAINED.", file=sys.stderr, flush=True)
-        return alexnet.build_workbook(path, weights="random", **args)
+        return alexnet_workbook(path, weights="random", **args)  # type: ignore[arg-type]
 
 
 def build(spec: str | Path | Spec, out_dir: str | Path = "build") -> Path:

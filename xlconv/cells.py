@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-
-from xlsxwriter.utility import xl_cell_to_rowcol, xl_rowcol_to_cell
+from functools import lru_cache
 
 # Excel's hard limits (and LibreOffice's since 7.4).
 MAX_ROWS = 1_048_576
@@ -12,14 +12,39 @@ MAX_COLS = 16_384
 MAX_FORMULA_CHARS = 8_192
 
 
+_A1 = re.compile(r"^([A-Za-z]{1,3})([0-9]{1,7})$")
+
+
+@lru_cache(maxsize=None)
+def col_name(col: int) -> str:
+    """Column letters of the zero-based column col ("A", "Z", "AA", ...)."""
+    if col < 0:
+        raise ValueError(f"column {col} is negative")
+    letters = ""
+    n = col + 1
+    while n:
+        n, rem = divmod(n - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
 def a1(row: int, col: int, absolute: bool = False) -> str:
     """A1 address of the zero-based (row, col)."""
-    return xl_rowcol_to_cell(row, col, row_abs=absolute, col_abs=absolute)
+    if row < 0:
+        raise ValueError(f"row {row} is negative")
+    dollar = "$" if absolute else ""
+    return f"{dollar}{col_name(col)}{dollar}{row + 1}"
 
 
 def parse_a1(ref: str) -> tuple[int, int]:
-    """Zero-based (row, col) of an A1 address such as "B3" or "$B$3"."""
-    return xl_cell_to_rowcol(ref.replace("$", ""))
+    """Zero-based (row, col) of an A1 address such as "B3" or "$B$3"; ValueError for anything else."""
+    m = _A1.match(ref.replace("$", ""))
+    if m is None:
+        raise ValueError(f"{ref!r} is not a cell address such as B3")
+    col = 0
+    for ch in m[1].upper():
+        col = col * 26 + ord(ch) - 64
+    return int(m[2]) - 1, col - 1
 
 
 def quote_sheet(sheet: str) -> str:

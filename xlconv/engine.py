@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -23,20 +22,18 @@ from pathlib import Path
 from defusedxml import ElementTree
 
 from xlconv.errors import EngineError, WorkbookError
+from xlconv.record import CANARY_CELL, CANARY_SHEET, CANARY_VALUE
+from xlconv.xlsxread import open_workbook
 
-CANARY_SHEET = "_xlconv"
-CANARY_CELL = "B1"
-CANARY_FORMULA = "=21*2"
-CANARY_VALUE = 42
 ENGINES = ("libreoffice", "gnumeric")
 
 _POISON = "-1"
-_BINARIES = {"libreoffice": "soffice", "gnumeric": "ssconvert"}
-_INSTALL_HINTS = {
-    "libreoffice": "LibreOffice (soffice) not found; install it with: "
-    "apt-get install -y --no-install-recommends libreoffice-calc-nogui",
-    "gnumeric": "Gnumeric (ssconvert) not found; install it with: apt-get install -y gnumeric",
+BINARIES = {"libreoffice": "soffice", "gnumeric": "ssconvert"}
+INSTALL_COMMANDS = {
+    "libreoffice": "apt-get install -y --no-install-recommends libreoffice-calc-nogui",
+    "gnumeric": "apt-get install -y gnumeric",
 }
+_NAMES = {"libreoffice": "LibreOffice", "gnumeric": "Gnumeric"}
 _NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 _NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
@@ -49,7 +46,12 @@ _NOISE = re.compile(r"^\(\S+:\d+\): [\w-]+-(WARNING|Message|DEBUG|INFO)\b|javald
 def find_engine(engine: str = "libreoffice") -> str | None:
     """Return the path of the engine's command-line binary, or None when it is not installed."""
     _check_engine_name(engine)
-    return shutil.which(_BINARIES[engine])
+    return shutil.which(BINARIES[engine])
+
+
+def install_hint(engine: str) -> str:
+    """One line saying that an engine is missing and the command that installs it."""
+    return f"{_NAMES[engine]} ({BINARIES[engine]}) not found; install it with: {INSTALL_COMMANDS[engine]}"
 
 
 def recalculate(
@@ -80,7 +82,7 @@ def recalculate(
             _write_poisoned_copy(src, dest)
         binary = find_engine(engine)
         if binary is None:
-            raise EngineError(_INSTALL_HINTS[engine])
+            raise EngineError(install_hint(engine))
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         targets = _output_names(sources, out_dir, engine)
@@ -231,13 +233,8 @@ def _check_canary(produced: Path, engine: str, original: Path) -> None:
 
 
 def _read_canary(produced: Path, engine: str, original: Path) -> object:
-    from openpyxl import load_workbook
-
     try:
-        with warnings.catch_warnings():
-            # Gnumeric's output has no default style, which openpyxl warns about.
-            warnings.simplefilter("ignore")
-            wb = load_workbook(produced, data_only=True, read_only=True)
+        wb = open_workbook(produced)
     except Exception as exc:  # openpyxl raises many unrelated types for a broken file
         raise EngineError(f"{engine} wrote an unreadable workbook for {original}: {exc}") from None
     try:

@@ -28,13 +28,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from xlconv import __version__
 from xlconv import spec as specs
+from xlconv._version import __version__
 from xlconv.atomic import write_text
 from xlconv.book import Book
 from xlconv.errors import ExerciseError, SpecError
-from xlconv.sheets.conv import DEFAULT_TOLERANCE, ConvSheet, compute
-from xlconv.spec import ConvSheetSpec, GridSpec, SizeSheetSpec, Spec
+from xlconv.model import ConvSheetSpec, GridSpec, SizeSheetSpec, Spec, check_shapes
+from xlconv.record import Block
+from xlconv.sheets.conv import DEFAULT_TOLERANCE, ConvSheet
 
 MANIFEST = "exercise.json"
 INDEX = "index.csv"
@@ -172,7 +173,7 @@ def with_csv_grids(spec: ConvSheetSpec, grid_csv: Mapping[str, Sequence[str | Pa
                                        source="from " + ", ".join(Path(p).name for p in paths))
     out = dataclasses.replace(spec, grids=tuple(grids))
     try:
-        specs.check_shapes(out)
+        check_shapes(out)
     except SpecError as e:
         raise ExerciseError(f"with the CSV grids: {e}") from None
     return out
@@ -288,7 +289,7 @@ def _meta(spec: Spec, eid: str, v: Variant, mode: str, self_check: bool, toleran
             "mode": mode, "self_check": self_check, "tolerance": tolerance, "xlconv": __version__}
 
 
-def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolerance: float) -> list[dict]:
+def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolerance: float) -> list[Block]:
     spec = v.spec
     who = " ".join(x for x in (v.student.id, v.student.name) if x)
     info = (f"Student: {who}   |   " if who else "") + f"variant {v.id}" + ("   |   ANSWER KEY" if mode == "key" else "")
@@ -301,11 +302,8 @@ def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolera
 
             size.build_sheet(book, spec, mode=mode, self_check=self_check, tolerance=tolerance, info=info)
         else:
-            ConvSheet(book, spec, compute(spec), mode=mode, self_check=self_check, tolerance=tolerance,
-                      info=info).build()
-        blocks = [{"name": b.name, "role": b.role, "sheet": b.sheet, "ranges": [g.ref(absolute=True) for g in b.grids],
-                   "info": b.info} for b in book.blocks]
-    return blocks
+            ConvSheet(book, spec, mode=mode, self_check=self_check, tolerance=tolerance, info=info).build()
+    return list(book.blocks)
 
 
 def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: int | None = None,
@@ -313,7 +311,7 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
              tolerance: float = DEFAULT_TOLERANCE, grid_csv: Mapping[str, Sequence[str | Path] | str | Path] | None = None,
              id_column: str | None = None, name_column: str | None = None) -> ExerciseResult:
     """Write a student workbook and an answer key per variant, an index CSV and the manifest grading reads."""
-    parsed = spec if isinstance(spec, (specs.ConvSheetSpec, specs.SizeSheetSpec)) else specs.load(spec)
+    parsed = spec if isinstance(spec, (ConvSheetSpec, SizeSheetSpec)) else specs.load(spec)
     if grid_csv and isinstance(parsed, SizeSheetSpec):
         raise ExerciseError(f"{parsed.path}: an output-size sheet has no grids for --grid to replace")
     if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < float("inf")):
@@ -344,20 +342,23 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
     for v in variants:
         key_blocks = _write(out / v.key_file, v, eid, "key", self_check, tolerance)
         student_blocks = _write(out / v.student_file, v, eid, "student", self_check, tolerance)
-        cells = [(b["name"], b["ranges"]) for b in key_blocks]
-        if cells != [(b["name"], b["ranges"]) for b in student_blocks] or (
-                layout is not None and cells != [(b["name"], b["ranges"]) for b in layout]):
+        cells = [(b.name, b.grids) for b in key_blocks]
+        if cells != [(b.name, b.grids) for b in student_blocks] or (
+                layout is not None and cells != [(b.name, b.grids) for b in layout]):
             raise AssertionError("exercise layouts differ between key, student or variants")  # a bug, not input
         if layout is None:
-            layout = [dict(b, info={k: x for k, x in b["info"].items() if k != "source"}) for b in key_blocks]
+            # A grid's source names one variant's random draw: not part of the exercise's layout.
+            layout = [dataclasses.replace(b, info={k: x for k, x in b.info.items() if k != "source"})
+                      for b in key_blocks]
+    assert layout is not None  # at least one student
 
     manifest = {
         "format": MANIFEST_FORMAT, "xlconv": __version__, "exercise_id": eid, "spec": parsed.name,
         "spec_path": str(parsed.path), "spec_hash": spec_fingerprint(parsed), "title": parsed.title,
         "sheet": parsed.sheet, "seed": seed, "self_check": self_check, "tolerance": tolerance,
         "randomized": {g.name: [int(x) for x in g.exercise] for g in getattr(parsed, "grids", ()) if g.exercise},
-        "blocks": layout,
-        "answers": [b["name"] for b in layout if b["role"] == "output"],
+        "blocks": [b.to_json() for b in layout],
+        "answers": [b.name for b in layout if b.role == "output"],
         "variants": [{"student_id": v.student.id, "name": v.student.name, "variant_seed": v.seed,
                       "variant_id": v.id, "student_file": v.student_file, "key_file": v.key_file,
                       "inputs": {k: a.tolist() for k, a in root_values(v.spec).items()}} for v in variants],

@@ -38,10 +38,10 @@ import numpy as np
 
 from xlconv import safety
 from xlconv.atomic import atomic_path
-from xlconv.cells import parse_range
-from xlconv.errors import ExerciseError, VerifyError, XlconvError
+from xlconv.errors import ExerciseError, VerifyError, WorkbookError, XlconvError
 from xlconv.exercise import MANIFEST, MANIFEST_FORMAT, META_KEY
-from xlconv.verify import ROOT_ROLES, Record, expected_block
+from xlconv.record import ROOT_ROLES, Block
+from xlconv.verify import expected_block
 
 GRADED = ("ok", "edited-inputs")
 STATUSES = {
@@ -115,9 +115,9 @@ class Key:
     exercise_id: str
     sheet: str
     tolerance: float
-    records: list[Record]
-    answers: list[Record]
-    inputs: list[Record]
+    records: list[Block]
+    answers: list[Block]
+    inputs: list[Block]
     variants: dict[str, dict]  # student id -> variant
     _expected: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
@@ -154,11 +154,12 @@ def load_key(folder: str | Path) -> Key:
     try:
         if doc["format"] != MANIFEST_FORMAT:
             raise ExerciseError(f"{path}: manifest format {doc['format']!r}, this xlconv reads {MANIFEST_FORMAT}")
-        records = [Record(b["name"], b["role"], b["sheet"], tuple(parse_range(r) for r in b["ranges"]), b["info"])
-                   for b in doc["blocks"]]
+        records = [Block.from_json(b, f"{path}: blocks[{n}]") for n, b in enumerate(doc["blocks"])]
         variants = {v["student_id"]: v for v in doc["variants"]}
         key = Key(path.parent, doc["exercise_id"], doc["sheet"], float(doc["tolerance"]), records,
                   [r for r in records if r.role == "output"], [r for r in records if r.role in ROOT_ROLES], variants)
+    except WorkbookError as e:
+        raise ExerciseError(str(e)) from None
     except (KeyError, TypeError, ValueError) as e:
         raise ExerciseError(f"{path}: not a valid exercise manifest ({type(e).__name__}: {e})") from None
     return key
@@ -286,11 +287,11 @@ def _expand(submissions: Sequence[str | Path], out: Path | None) -> list[Path]:
     return files
 
 
-def _ranges(rec: Record) -> list[str]:
+def _ranges(rec: Block) -> list[str]:
     return [g.ref(absolute=True) for g in rec.grids]
 
 
-def _cells(rec: Record) -> int:
+def _cells(rec: Block) -> int:
     return sum(g.height * g.width for g in rec.grids)
 
 

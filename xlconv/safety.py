@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from xlconv import book
-from xlconv.engine import CANARY_SHEET, kill_group
+from xlconv import record
+from xlconv.engine import kill_group
+from xlconv.xlsxread import open_workbook
 
 MAX_FILE_BYTES = 20 * 2**20  # a student's toy workbook is tens of kB; LibreOffice's a few hundred
 MAX_MEMBERS = 2_000
@@ -43,8 +44,8 @@ MAX_RATIO = 100  # uncompressed / compressed, for members above RATIO_FLOOR
 RATIO_FLOOR = 2**20
 DEFAULT_TIMEOUT = 30.0  # seconds of wall clock per file
 DEFAULT_MEMORY = 768 * 2**20  # address space of the reading process
-META_SHEET = CANARY_SHEET
-META_COLUMN = book.META_COLUMN + 1  # 1-based, as openpyxl counts: key, then text chunks to the right
+META_SHEET = record.SHEET
+META_COLUMN = record.META_COLUMN + 1  # 1-based, as openpyxl counts: key, then text chunks to the right
 META_ROWS = 20
 META_CHUNKS = 64
 OLE_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
@@ -202,9 +203,6 @@ def _jsonable(v: Any) -> Any:
 
 def read_workbook(path: Path, sheet: str, ranges: Sequence[str]) -> ReadResult:
     """Check, then read the record sheet's rows and the cells of ranges on sheet (call inside the sandbox)."""
-    import warnings
-
-    from openpyxl import load_workbook
     from openpyxl.xml import DEFUSEDXML
 
     if not DEFUSEDXML:
@@ -219,9 +217,7 @@ def read_workbook(path: Path, sheet: str, ranges: Sequence[str]) -> ReadResult:
     values, formulas, meta, sheets = {}, {}, {}, []
     box = _bounds(ranges)
     for data_only in (True, False):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            wb = load_workbook(path, read_only=True, data_only=data_only, keep_links=False)
+        wb = open_workbook(path, data_only)
         try:
             sheets = list(wb.sheetnames)
             others = [n for n in sheets if n != META_SHEET]

@@ -1,4 +1,4 @@
-"""Worksheet specs: TOML files parsed and validated into frozen dataclasses.
+"""Worksheet specs: TOML files (and the CSV files and photos they name) parsed into the model's dataclasses.
 
 Builders never see dicts: every field is checked here, and every error names the file and
 the field (``worksheets/x.toml: conv[0].stride must be >= 1, got 0``).
@@ -10,148 +10,37 @@ import csv
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, NoReturn, Sequence
 
 import numpy as np
 
 from xlconv import reference as ref
+from xlconv.builtins import builtin_dir, builtin_names, resolve
 from xlconv.errors import SpecError
-
-Pair = tuple[int, int]
+from xlconv.model import (
+    NORMALIZE,
+    AlexNetSpec,
+    Conv,
+    ConvSheetSpec,
+    GridSpec,
+    Op,
+    Pair,
+    Pool,
+    Relu,
+    SizeRow,
+    SizeSheetSpec,
+    Spec,
+    check_name,
+    check_shapes,
+    dependency_order,
+)
+from xlconv.record import SHEET as RECORD_SHEET
 
 # Excel forbids these in sheet names; LibreOffice and Google Sheets follow it on export.
 _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
-RESERVED_SHEETS = {"history", "_xlconv"}
-
-
-@dataclass(frozen=True, eq=False)
-class GridSpec:
-    """A named constant tensor typed into the sheet: an input image or a kernel, (C, H, W)."""
-
-    name: str
-    label: str
-    values: np.ndarray
-    source: str  # where the numbers came from, said on the sheet
-    colour_scale: str = "auto"  # "gray" draws a photo as a picture
-    exercise: tuple[float, float] | None = None  # (low, high) integers an exercise may draw
-
-
-@dataclass(frozen=True)
-class Conv:
-    """Conv2d with one output channel per weight grid (torch's cross-correlation)."""
-
-    name: str
-    label: str
-    input: str
-    weight: tuple[str, ...]
-    bias: tuple[float, ...] | None
-    stride: Pair = (1, 1)
-    padding: Pair = (0, 0)
-    dilation: Pair = (1, 1)
-    kernel_size: Pair | None = None  # optional; when given it must match the weight grids
-    where: str = field(default="", compare=False)  # "conv[0]": names the spec field in errors
-    kind = "conv"
-
-
-@dataclass(frozen=True)
-class Pool:
-    """MaxPool2d or AvgPool2d, per channel."""
-
-    name: str
-    label: str
-    input: str
-    mode: str  # "max" | "avg"
-    kernel_size: Pair
-    stride: Pair
-    padding: Pair = (0, 0)
-    dilation: Pair = (1, 1)
-    ceil_mode: bool = False
-    count_include_pad: bool = True
-    where: str = field(default="", compare=False)
-    kind = "pool"
-
-
-@dataclass(frozen=True)
-class Relu:
-    """ReLU, max(0, x) per cell."""
-
-    name: str
-    label: str
-    input: str
-    where: str = field(default="", compare=False)
-    kind = "relu"
-
-
-Op = Union[Conv, Pool, Relu]
-
-
-@dataclass(frozen=True)
-class ConvSheetSpec:
-    """A worksheet of grids and the convolution, ReLU and pooling ops applied to them."""
-
-    path: str
-    name: str
-    title: str
-    sheet: str
-    note: str
-    grids: tuple[GridSpec, ...]
-    ops: tuple[Op, ...]
-    exercise_note: str = ""  # [exercise] note: replaces note on exercise (student and key) sheets
-    kind = "conv"
-
-    def grid(self, name: str) -> GridSpec:
-        """The grid called name."""
-        return next(g for g in self.grids if g.name == name)
-
-
-@dataclass(frozen=True)
-class SizeRow:
-    """One layer in the output-size table."""
-
-    name: str
-    label: str
-    kernel_size: int
-    stride: int
-    padding: int
-    dilation: int
-    ceil_mode: bool
-    h_in: int | None  # None: chained from the previous row's output
-    lecture: str  # what the lecture wrote for this row, if it differs
-
-
-@dataclass(frozen=True)
-class SizeSheetSpec:
-    """A worksheet of the output-size rule as live cells, one row per layer."""
-
-    path: str
-    name: str
-    title: str
-    sheet: str
-    note: str
-    rows: tuple[SizeRow, ...]
-    exercise_note: str = ""  # [exercise] note: replaces note on exercise (student and key) sheets
-    kind = "output-size"
-
-
-@dataclass(frozen=True)
-class AlexNetSpec:
-    """The AlexNet conv1 workbook (kind = "alexnet"): the keys mirror `xlconv alexnet`'s options."""
-
-    path: str
-    name: str
-    title: str
-    image: str | None  # None: the default photograph; else a file (resolved against the spec's folder)
-    weights: str  # "pretrained" | "random" | a state_dict file (resolved against the spec's folder)
-    seed: int
-    normalize: str  # "lecture" | "imagenet"
-    channels: tuple[int, ...]
-    kind = "alexnet"
-
-
-Spec = Union[ConvSheetSpec, SizeSheetSpec, AlexNetSpec]
+RESERVED_SHEETS = {"history", RECORD_SHEET}
 
 
 class _Fields:
@@ -167,13 +56,13 @@ class _Fields:
     def where(self, key: str) -> str:
         return f"{self.prefix}.{key}" if self.prefix and key else (self.prefix or key)
 
-    def fail(self, key: str, msg: str):
+    def fail(self, key: str, msg: str) -> NoReturn:
         raise SpecError(f"{self.path}: {self.where(key)} {msg}")
 
     def has(self, key: str) -> bool:
         return key in self.table
 
-    def raw(self, key: str, default: Any = ...):
+    def raw(self, key: str, default: Any = ...) -> Any:
         self.seen.add(key)
         if key not in self.table:
             if default is ...:
@@ -181,19 +70,19 @@ class _Fields:
             return default
         return self.table[key]
 
-    def str(self, key: str, default: Any = ...) -> str:
+    def text(self, key: str, default: Any = ...) -> str:
         v = self.raw(key, default)
         if not isinstance(v, str):
             self.fail(key, f"must be a string, got {_show(v)}")
         return v
 
-    def bool(self, key: str, default: bool) -> bool:
+    def boolean(self, key: str, default: bool) -> bool:
         v = self.raw(key, default)
         if not isinstance(v, bool):
             self.fail(key, f"must be true or false, got {_show(v)}")
         return v
 
-    def int(self, key: str, default: Any = ..., minimum: int = 0) -> int:
+    def integer(self, key: str, default: Any = ..., minimum: int = 0) -> int:
         v = self.raw(key, default)
         if isinstance(v, bool) or not isinstance(v, int):
             self.fail(key, f"must be an integer, got {_show(v)}")
@@ -211,7 +100,7 @@ class _Fields:
                 self.fail(key, f"must be >= {minimum}, got {x}")
         return (items[0], items[1])
 
-    def done(self):
+    def done(self) -> None:
         unknown = sorted(set(self.table) - self.seen)
         if unknown:
             self.fail(unknown[0], "is not a known key")
@@ -220,28 +109,6 @@ class _Fields:
 def _show(v: Any) -> str:
     s = repr(v)
     return s if len(s) <= 40 else s[:37] + "..."
-
-
-def builtin_dir() -> Path:
-    """The folder of the shipped worksheet specs (the repository's worksheets/)."""
-    return Path(__file__).resolve().parent.parent / "worksheets"
-
-
-def builtin_names() -> list[str]:
-    """Names of the shipped specs, in build order."""
-    return sorted(p.stem for p in builtin_dir().glob("*.toml"))
-
-
-def resolve(spec: str | Path) -> Path:
-    """Path of a spec given as a file path or as a built-in name such as "lee-6x6"."""
-    p = Path(spec)
-    if p.suffix == ".toml" or p.exists():
-        return p
-    candidate = builtin_dir() / f"{spec}.toml"
-    if candidate.exists():
-        return candidate
-    raise SpecError(f"{spec}: no such spec file, and not a built-in worksheet "
-                    f"(built-ins: {', '.join(builtin_names())})")
 
 
 def load(spec: str | Path) -> Spec:
@@ -263,13 +130,13 @@ def loads(text: str, path: str = "<spec>", base: Path | None = None) -> Spec:
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: TOML syntax error: {e}") from None
     top = _Fields(path, "", doc)
-    kind = top.str("kind", "conv")
+    kind = top.text("kind", "conv")
     name = Path(path).stem
-    title = top.str("title", name)
+    title = top.text("title", name)
     if kind == "alexnet":
         return _alexnet(top, path, name, title, base or Path("."))
-    sheet = _sheet_name(top, top.str("sheet", title[:31]))
-    note = top.str("note", "")
+    sheet = _sheet_name(top, top.text("sheet", title[:31]))
+    note = top.text("note", "")
     if kind == "output-size":
         rows = _size_rows(path, top.raw("layer"))
         exercise_note = _exercise_note(path, top)
@@ -294,22 +161,20 @@ def _exercise_note(path: str, top: _Fields) -> str:
     if not top.has("exercise"):
         return ""
     ex = _Fields(path, "exercise", top.raw("exercise"))
-    note = ex.str("note", "")
+    note = ex.text("note", "")
     ex.done()
     return note
 
 
 def _alexnet(top: _Fields, path: str, name: str, title: str, base: Path) -> AlexNetSpec:
     """The alexnet kind: image, weights, seed, normalize, channels (and the common title)."""
-    from xlconv.alexnet import NORMALIZE, parse_channels
-
-    image = top.str("image", "grace_hopper")
+    image = top.text("image", "grace_hopper")
     image_ref = None if image == "grace_hopper" else str(base / image)
-    weights = top.str("weights", "pretrained")
+    weights = top.text("weights", "pretrained")
     if weights not in ("pretrained", "random"):
         weights = str(base / weights)
-    seed = top.int("seed", 0)
-    normalize = top.str("normalize", "lecture")
+    seed = top.integer("seed", 0)
+    normalize = top.text("normalize", "lecture")
     if normalize not in NORMALIZE:
         top.fail("normalize", f'must be "lecture" or "imagenet", got {_show(normalize)}')
     raw = top.raw("channels", "0-63")
@@ -323,6 +188,62 @@ def _alexnet(top: _Fields, path: str, name: str, title: str, base: Path) -> Alex
     return AlexNetSpec(path, name, title, image_ref, weights, seed, normalize, channels)
 
 
+# No network xlconv draws has more filters in a layer; bounds a range such as "0-99999999999" before expanding it.
+MAX_CHANNEL = 4095
+
+
+def parse_channels(text: str | Sequence[int] | None, where: str = "--channels") -> tuple[int, ...] | None:
+    """Channel numbers from "0-63", "0,5,9-12" or a list of ints, sorted without repeats; None (all) for None.
+
+    Whether the network has that many filters is checked once it is loaded (see check_channels).
+    """
+    if text is None:
+        return None
+    picked: set[int] = set()
+    if isinstance(text, str):
+        for part in text.replace(" ", "").split(","):
+            m = re.fullmatch(r"(\d{1,9})(?:-(\d{1,9}))?", part)
+            if not m:
+                raise SpecError(f"{where}: {text!r} is not a channel list such as 0-63 or 0,5,9-12")
+            lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
+            if lo > hi:
+                raise SpecError(f"{where}: {part!r} runs backwards")
+            if hi > MAX_CHANNEL:
+                raise SpecError(f"{where}: channel {hi} is past {MAX_CHANNEL}, more filters than any layer has")
+            picked.update(range(lo, hi + 1))
+    else:
+        for v in text:
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_CHANNEL:
+                raise SpecError(f"{where}: {v!r} is not a channel number")
+            picked.add(v)
+    if not picked:
+        raise SpecError(f"{where}: no channel selected")
+    return tuple(sorted(picked))
+
+
+def check_channels(channels: Sequence[int] | None, count: int, where: str = "--channels") -> tuple[int, ...]:
+    """The channels of a layer with count filters (None: all of them); SpecError naming where if one is past it."""
+    if channels is None:
+        return tuple(range(count))
+    bad = [c for c in channels if not 0 <= c < count]
+    if bad:
+        raise SpecError(f"{where}: channel {max(bad)} is outside 0-{count - 1} (conv1 has {count} filters)")
+    return tuple(channels)
+
+
+def channels_text(channels: Sequence[int]) -> str:
+    """ "0-63" or "0-3,7": the compact form of a channel list."""
+    parts, run = [], [channels[0]]
+    for c in channels[1:]:
+        if c == run[-1] + 1:
+            run.append(c)
+        else:
+            parts.append(run)
+            run = [c]
+    parts.append(run)
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in parts)
+
+
 def _sheet_name(f: _Fields, sheet: str) -> str:
     if not sheet or len(sheet) > 31:
         f.fail("sheet", f"must be 1 to 31 characters (Excel's limit), got {len(sheet)}")
@@ -334,15 +255,13 @@ def _sheet_name(f: _Fields, sheet: str) -> str:
 
 
 def _check_name(f: _Fields, key: str, name: str) -> str:
-    if not _NAME.match(name) or re.match(r"^[A-Za-z]{1,3}[1-9][0-9]*$", name) or re.match(r"^[rRcC]\d*$", name):
-        f.fail(key, f"{name!r} must be a letter then letters, digits or _ (at most 31), not a cell address")
-    return name
+    return check_name(name, f"{f.path}: {f.where(key)}")
 
 
 def _grid(path: str, gname: str, table: Any, base: Path) -> GridSpec:
     f = _Fields(path, f"grids.{gname}", table)
     _check_name(f, "", gname)
-    label = f.str("label", gname)
+    label = f.text("label", gname)
     sources = [k for k in ("values", "csv", "photo") if f.has(k)]
     if len(sources) != 1:
         f.fail("", "needs exactly one of values, csv or photo")
@@ -446,7 +365,7 @@ def photo_path(name: str, base: Path) -> Path:
 def _photo(f: _Fields, base: Path) -> tuple[np.ndarray, str]:
     from PIL import Image, UnidentifiedImageError
 
-    name = f.str("photo")
+    name = f.text("photo")
     crop = f.raw("crop", None)
     size = f.pair("size", None, minimum=1) if f.has("size") else None
     p = photo_path(name, base)
@@ -481,9 +400,9 @@ def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
             top.fail(kind, f"must be an array of tables ([[{kind}]]), got {_show(tables)}")
         for i, t in enumerate(tables):
             f = _Fields(path, f"{kind}[{i}]", t)
-            name = _check_name(f, "name", f.str("name"))
-            label = f.str("label", name)
-            inp = f.str("input")
+            name = _check_name(f, "name", f.text("name"))
+            label = f.text("label", name)
+            inp = f.text("input")
             if kind == "conv":
                 w = f.raw("weight")
                 weight = tuple(w) if isinstance(w, list) else (w,)
@@ -500,7 +419,7 @@ def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
                 op: Op = Conv(name, label, inp, weight, bias, f.pair("stride", 1, minimum=1),
                               f.pair("padding", 0), f.pair("dilation", 1, minimum=1), kernel_size)
             elif kind == "pool":
-                mode = f.str("mode", "max")
+                mode = f.text("mode", "max")
                 if mode not in ("max", "avg"):
                     f.fail("mode", f'must be "max" or "avg", got {_show(mode)}')
                 k = f.pair("kernel_size", minimum=1)
@@ -508,7 +427,7 @@ def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
                 if mode == "avg" and dilation != (1, 1):
                     f.fail("dilation", "is not supported by avg pooling (torch's AvgPool2d has none)")
                 op = Pool(name, label, inp, mode, k, f.pair("stride", k, minimum=1), f.pair("padding", 0),
-                          dilation, f.bool("ceil_mode", False), f.bool("count_include_pad", True))
+                          dilation, f.boolean("ceil_mode", False), f.boolean("count_include_pad", True))
             else:
                 op = Relu(name, label, inp)
             f.done()
@@ -518,118 +437,17 @@ def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
     return tuple(ops)
 
 
-def dependency_order(ops: Sequence[Op], grids: Sequence[str]) -> tuple[Op, ...]:
-    """Ops reordered so each comes after the op it reads (a conv may follow a pool); ties keep spec order."""
-    done, left, ordered = set(grids), list(ops), []
-    while left:
-        ready = next((op for op in left if op.input in done), None)
-        if ready is None:  # a missing or circular input: check_shapes names it
-            return tuple(ordered + left)
-        ordered.append(ready)
-        done.add(ready.name)
-        left.remove(ready)
-    return tuple(ordered)
-
-
-def _where(spec: ConvSheetSpec, op: Op) -> str:
-    if op.where:
-        return op.where
-    kinds = [o for o in spec.ops if o.kind == op.kind]
-    return f"{op.kind}[{kinds.index(op)}]"
-
-
-def shape_of(spec: ConvSheetSpec, name: str) -> tuple[int, int, int]:
-    """(C, H, W) of a grid or of an op's output."""
-    return _shapes(spec)[name]
-
-
-def _shapes(spec: ConvSheetSpec) -> dict[str, tuple[int, int, int]]:
-    shapes = {g.name: tuple(g.values.shape) for g in spec.grids}
-    for op in spec.ops:
-        shapes[op.name] = op_shape(op, shapes[op.input], spec)
-    return shapes
-
-
-def op_shape(op: Op, in_shape: tuple[int, int, int], spec: ConvSheetSpec) -> tuple[int, int, int]:
-    """Output (C, H, W) of op on an input of in_shape."""
-    c, h, w = in_shape
-    if op.kind == "relu":
-        return in_shape
-    if op.kind == "conv":
-        kh, kw = spec.grid(op.weight[0]).values.shape[1:]
-        return (len(op.weight),
-                ref.out_size(h, kh, op.stride[0], op.padding[0], op.dilation[0]),
-                ref.out_size(w, kw, op.stride[1], op.padding[1], op.dilation[1]))
-    return (c,
-            ref.out_size(h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0], op.ceil_mode),
-            ref.out_size(w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1], op.ceil_mode))
-
-
-def check_shapes(spec: ConvSheetSpec) -> None:
-    """Check names, references and sizes the way torch would refuse them, naming the field."""
-    def fail(where: str, msg: str):
-        raise SpecError(f"{spec.path}: {where} {msg}")
-
-    shapes: dict[str, tuple[int, int, int]] = {g.name: tuple(g.values.shape) for g in spec.grids}
-    kernels = {w for op in spec.ops if op.kind == "conv" for w in op.weight}
-    for op in spec.ops:
-        where = _where(spec, op)
-        _check_name(_Fields(spec.path, where, {}), "name", op.name)
-        if op.name in shapes:
-            fail(f"{where}.name", f"{op.name!r} is already the name of a grid or op")
-        if op.input not in shapes:
-            fail(f"{where}.input", f"{op.input!r} is not a grid or an op (or its inputs go round in a circle)")
-        if op.input in kernels and op.input in {g.name for g in spec.grids}:
-            fail(f"{where}.input", f"{op.input!r} is used as a kernel; give the input its own grid")
-        c, h, w = shapes[op.input]
-        if op.kind == "conv":
-            for wname in op.weight:
-                if wname not in {g.name for g in spec.grids}:
-                    fail(f"{where}.weight", f"{wname!r} is not a grid")
-            kshapes = {spec.grid(x).values.shape for x in op.weight}
-            if len(kshapes) > 1:
-                fail(f"{where}.weight", f"grids differ in shape: {sorted(kshapes)}")
-            kc, kh, kw = kshapes.pop()
-            if kc != c:
-                fail(f"{where}.weight", f"has {kc} channel(s) but the input {op.input!r} has in_channels={c}")
-            ks = op.kernel_size
-            if ks is not None and ks != (kh, kw):
-                fail(f"{where}.kernel_size", f"is {list(ks)} but the weight grids are {kh}x{kw}")
-            eh = op.dilation[0] * (kh - 1) + 1
-            ew = op.dilation[1] * (kw - 1) + 1
-            ph, pw = h + 2 * op.padding[0], w + 2 * op.padding[1]
-            if eh > ph or ew > pw:
-                fail(f"{where}.weight", f"kernel {kh}x{kw} (dilated {eh}x{ew}) is larger than the padded input {ph}x{pw}")
-        elif op.kind == "pool":
-            k = op.kernel_size
-            for axis in (0, 1):
-                if op.padding[axis] * 2 > k[axis]:
-                    fail(f"{where}.padding", f"must be at most half the kernel_size (torch's rule), got {op.padding[axis]}")
-            eh = op.dilation[0] * (k[0] - 1) + 1
-            ew = op.dilation[1] * (k[1] - 1) + 1
-            if eh > h + 2 * op.padding[0] or ew > w + 2 * op.padding[1]:
-                fail(f"{where}.kernel_size", f"window {eh}x{ew} is larger than the padded input "
-                                             f"{h + 2 * op.padding[0]}x{w + 2 * op.padding[1]}")
-            for axis, n_in in ((0, h), (1, w)):
-                n_out = ref.out_size(n_in, k[axis], op.stride[axis], op.padding[axis], op.dilation[axis], op.ceil_mode)
-                for i in range(n_out):
-                    if not ref.pool_bounds(i, n_in, k[axis], op.stride[axis], op.padding[axis], op.dilation[axis])[0]:
-                        fail(f"{where}.dilation", f"puts output {('row', 'column')[axis]} {i} entirely in the padding "
-                                                  f"(torch would give -inf there)")
-        shapes[op.name] = op_shape(op, shapes[op.input], spec)
-
-
 def _size_rows(path: str, tables: Any) -> tuple[SizeRow, ...]:
     if not isinstance(tables, list) or not tables:
         raise SpecError(f"{path}: layer must be a non-empty array of tables ([[layer]])")
     rows = []
     for i, t in enumerate(tables):
         f = _Fields(path, f"layer[{i}]", t)
-        name = f.str("name")
-        row = SizeRow(name, f.str("label", name), f.int("kernel_size", minimum=1), f.int("stride", 1, minimum=1),
-                      f.int("padding", 0), f.int("dilation", 1, minimum=1), f.bool("ceil_mode", False),
-                      f.int("h_in", None if i else ..., minimum=1) if (f.has("h_in") or i == 0) else None,
-                      f.str("lecture", ""))
+        name = f.text("name")
+        row = SizeRow(name, f.text("label", name), f.integer("kernel_size", minimum=1), f.integer("stride", 1, minimum=1),
+                      f.integer("padding", 0), f.integer("dilation", 1, minimum=1), f.boolean("ceil_mode", False),
+                      f.integer("h_in", None if i else ..., minimum=1) if (f.has("h_in") or i == 0) else None,
+                      f.text("lecture", ""))
         f.done()
         rows.append(row)
     # Check the chain the way torch would fail on it.
@@ -644,8 +462,8 @@ def _size_rows(path: str, tables: Any) -> tuple[SizeRow, ...]:
     return tuple(rows)
 
 
-__all__ = ["GridSpec", "Conv", "Pool", "Relu", "ConvSheetSpec", "SizeRow", "SizeSheetSpec", "AlexNetSpec", "load", "loads",
-           "resolve", "builtin_names", "builtin_dir", "shape_of", "op_shape", "check_shapes", "from_arrays"]
+__all__ = ["load", "loads", "resolve", "builtin_names", "builtin_dir", "from_arrays", "read_csv_numbers", "photo_path",
+           "parse_channels", "check_channels", "channels_text"]
 
 
 def from_arrays(title: str, grids: dict[str, Any], ops: Sequence[Op], sheet: str | None = None,

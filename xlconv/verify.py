@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
-import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,28 +10,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from xlconv import record
 from xlconv import reference as ref
 from xlconv import torch_reference as tref
-from xlconv.book import RECORD_FIRST_ROW, RECORD_FORMAT, RECORD_HEADER
-from xlconv.cells import Grid, parse_range
-from xlconv.engine import CANARY_SHEET, recalculate
+from xlconv.cells import Grid
+from xlconv.engine import recalculate
 from xlconv.errors import VerifyError, WorkbookError
+from xlconv.record import EXERCISE_ROLES, ROOT_ROLES, Block, ConvParams, PoolParams
+from xlconv.xlsxread import open_workbook
 
-ROOT_ROLES = ("input", "kernel", "bias")
-# Exercise blocks: a student's typed answers, and the live self-checks and score (grade reads those).
-EXERCISE_ROLES = ("answer", "check", "score")
 MAX_REPORTED = 5
-
-
-@dataclass(frozen=True)
-class Record:
-    """One block as the workbook recorded it."""
-
-    name: str
-    role: str
-    sheet: str
-    grids: tuple[Grid, ...]
-    info: dict[str, Any]
 
 
 @dataclass
@@ -79,46 +65,23 @@ class Report:
         return out
 
 
-def read_records(path: str | Path) -> tuple[list[Record], float]:
+def read_records(path: str | Path) -> tuple[list[Block], float]:
     """The block records (and the tolerance) of an xlconv workbook."""
     path = Path(path)
     try:
-        wb = _open(path)
+        wb = open_workbook(path)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
         raise WorkbookError(f"{path}: not an .xlsx workbook ({type(e).__name__})") from None
     except Exception as e:  # openpyxl raises its own InvalidFileException and others
         raise WorkbookError(f"{path}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
     try:
-        if CANARY_SHEET not in wb.sheetnames:
-            raise WorkbookError(f"{path}: not a workbook xlconv made (it has no {CANARY_SHEET} sheet)")
-        rows = list(wb[CANARY_SHEET].iter_rows(values_only=True))
+        if record.SHEET not in wb.sheetnames:
+            raise WorkbookError(f"{path}: not a workbook xlconv made (it has no {record.SHEET} sheet)")
+        rows = list(wb[record.SHEET].iter_rows(values_only=True))
     finally:
         wb.close()
-    header = rows[RECORD_FIRST_ROW - 1] if len(rows) >= RECORD_FIRST_ROW else ()
-    if len(rows) < 2 or rows[1][:2] != ("format", RECORD_FORMAT) or tuple(header[:5]) != RECORD_HEADER:
-        raise WorkbookError(f"{path}: the {CANARY_SHEET} sheet is not an xlconv record of format {RECORD_FORMAT}")
-    tolerance = float(rows[3][1])
-    records = []
-    for n, row in enumerate(rows[RECORD_FIRST_ROW:], start=RECORD_FIRST_ROW + 1):
-        if not row or row[0] is None:
-            continue
-        try:
-            name, role, sheet, ranges, info = row[:5]
-            records.append(Record(name, role, sheet, tuple(parse_range(r) for r in json.loads(ranges)),
-                                  json.loads(info)))
-        except (ValueError, TypeError) as e:
-            raise WorkbookError(f"{path}: {CANARY_SHEET}!A{n} is not a valid block record ({e})") from None
-    return records, tolerance
-
-
-def _open(path: Path):
-    """Open a workbook for reading values only, never following external links."""
-    from openpyxl import load_workbook
-
-    with warnings.catch_warnings():
-        # Gnumeric's files have no default style; openpyxl's warning about it is noise here.
-        warnings.simplefilter("ignore", UserWarning)
-        return load_workbook(path, read_only=True, data_only=True, keep_links=False)
+    parsed = record.read(rows, str(path))
+    return list(parsed.blocks), parsed.tolerance
 
 
 class _Cells:
@@ -126,10 +89,10 @@ class _Cells:
 
     def __init__(self, path: Path):
         self.path = path
-        self.wb = _open(path)
-        self.sheets: dict[str, list[tuple]] = {}
+        self.wb = open_workbook(path)
+        self.sheets: dict[str, list[tuple[Any, ...]]] = {}
 
-    def rows(self, sheet: str) -> list[tuple]:
+    def rows(self, sheet: str) -> list[tuple[Any, ...]]:
         if sheet not in self.sheets:
             if sheet not in self.wb.sheetnames:
                 raise WorkbookError(f"{self.path}: the sheet {sheet!r} that xlconv recorded is missing")
@@ -144,11 +107,11 @@ class _Cells:
             out.append([row[c] if c < len(row) else None for c in range(grid.left, grid.right + 1)])
         return out
 
-    def block(self, rec: Record) -> np.ndarray:
+    def block(self, rec: Block) -> np.ndarray:
         """(C, H, W) floats of a block; text, blanks and errors become NaN."""
         return np.stack([_as_float(self.raw(rec.sheet, g)) for g in rec.grids])
 
-    def close(self):
+    def close(self) -> None:
         self.wb.close()
 
 
@@ -190,7 +153,7 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
         cells.close()
 
 
-def expected_block(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray | None) -> list[np.ndarray]:
+def expected_block(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray | None) -> list[np.ndarray]:
     """What the block should hold, by NumPy then by torch, from the workbook's current inputs."""
     info = rec.info
     if rec.role == "padded":
@@ -206,30 +169,25 @@ def expected_block(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray | No
         return [ref.normalize(raw, mean, std), tref.normalize(raw, mean, std)]
     if rec.role != "output":
         raise VerifyError(f"{rec.name}: unknown recorded role {rec.role!r}")
-    op = info["op"]
-    if op in ("out_size", "lecture_size"):
+    if info.get("op") in ("out_size", "lecture_size"):
         return _expected_size_chain(rec, cur, got)
-    x = cur[info["input"]]
-    if op == "conv":
-        w = np.stack([cur[n] for n in info["weight"]])
-        b = cur[info["bias"]].ravel() if info.get("bias") else None
-        args = dict(stride=tuple(info["stride"]), padding=tuple(info["padding"]), dilation=tuple(info["dilation"]))
-        return [ref.conv2d(x, w, b, **args), tref.conv2d(x, w, b, **args)]
-    if op == "max_pool":
-        args = dict(kernel_size=tuple(info["kernel_size"]), stride=tuple(info["stride"]),
-                    padding=tuple(info["padding"]), dilation=tuple(info["dilation"]), ceil_mode=info["ceil_mode"])
-        return [ref.max_pool2d(x, **args), tref.max_pool2d(x, **args)]
-    if op == "avg_pool":
-        args = dict(kernel_size=tuple(info["kernel_size"]), stride=tuple(info["stride"]),
-                    padding=tuple(info["padding"]), ceil_mode=info["ceil_mode"],
-                    count_include_pad=info["count_include_pad"])
-        return [ref.avg_pool2d(x, **args), tref.avg_pool2d(x, **args)]
-    if op == "relu":
-        return [ref.relu(x), tref.relu(x)]
-    raise VerifyError(f"{rec.name}: unknown recorded op {op!r}")
+    p = record.op_params(rec)
+    x = cur[p.input]
+    if isinstance(p, ConvParams):
+        w = np.stack([cur[n] for n in p.weight])
+        b = cur[p.bias].ravel() if p.bias else None
+        return [f(x, w, b, stride=p.stride, padding=p.padding, dilation=p.dilation)
+                for f in (ref.conv2d, tref.conv2d)]
+    if isinstance(p, PoolParams) and p.mode == "max":
+        return [f(x, kernel_size=p.kernel_size, stride=p.stride, padding=p.padding, dilation=p.dilation,
+                  ceil_mode=p.ceil_mode) for f in (ref.max_pool2d, tref.max_pool2d)]
+    if isinstance(p, PoolParams):
+        return [f(x, kernel_size=p.kernel_size, stride=p.stride, padding=p.padding, ceil_mode=p.ceil_mode,
+                  count_include_pad=p.count_include_pad) for f in (ref.avg_pool2d, tref.avg_pool2d)]
+    return [ref.relu(x), tref.relu(x)]
 
 
-def _expected_size(rec: Record, got: np.ndarray) -> list[np.ndarray]:
+def _expected_size(rec: Block, got: np.ndarray) -> list[np.ndarray]:
     """The size table's output cell recomputed from its own (possibly edited) parameter cells."""
     v = dict(zip(rec.info["rows"], got.ravel()))
     expected = got.copy()
@@ -247,7 +205,7 @@ def _expected_size(rec: Record, got: np.ndarray) -> list[np.ndarray]:
     return [np_out, torch_out]
 
 
-def _expected_size_chain(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray | None) -> list[np.ndarray]:
+def _expected_size_chain(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray | None) -> list[np.ndarray]:
     """An exercise's size-table answers (H_out, or the lecture's unrounded value) down the chain of layers."""
     np_vals, torch_vals, h = [], [], None
     for layer, h_in in zip(rec.info["layers"], rec.info["h_in"]):
@@ -270,7 +228,7 @@ def _expected_size_chain(rec: Record, cur: dict[str, np.ndarray], got: np.ndarra
     return [np.array(np_vals, dtype=np.float64).reshape(shape), np.array(torch_vals, dtype=np.float64).reshape(shape)]
 
 
-def _expected_trace(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray) -> np.ndarray:
+def _expected_trace(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray) -> np.ndarray:
     """The trace panel's total and chosen cell must both equal the output the student picked."""
     v = dict(zip(rec.info["cells"], got.ravel()))
     out = cur[rec.info["output"]]
@@ -283,7 +241,7 @@ def _expected_trace(rec: Record, cur: dict[str, np.ndarray], got: np.ndarray) ->
     return expected
 
 
-def _compare(report: SheetReport, rec: Record, got: np.ndarray, exp: np.ndarray, tol: float):
+def _compare(report: SheetReport, rec: Block, got: np.ndarray, exp: np.ndarray, tol: float):
     if got.shape != exp.shape:
         report.failures.append(f"{rec.name}: block is {got.shape} in the workbook but {exp.shape} by the reference")
         report.mismatches += 1

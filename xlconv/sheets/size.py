@@ -8,8 +8,8 @@ from xlconv import formulas as fx
 from xlconv import reference as ref
 from xlconv.book import Book, check_formula
 from xlconv.cells import Grid, a1
-from xlconv.sheets.conv import BOOLEAN_FORMAT
-from xlconv.spec import SizeSheetSpec
+from xlconv.model import SizeSheetSpec
+from xlconv.sheets import style
 
 COLUMNS = [  # (key, heading, width)
     ("name", "layer", 12),
@@ -46,7 +46,7 @@ def _table(book: Book, spec: SizeSheetSpec, columns, title: str, note: str):
 def _formats(book: Book):
     """Formats of the table's text, remark and parameter cells."""
     return (book.fmt(font_size=10, valign="vcenter"), book.fmt(font_size=9, valign="vcenter", text_wrap=True,
-                                                                italic=True), book.cell_fmt("param", "0"))
+                                                                italic=True), style.cell(book, "param", "0"))
 
 
 def build_sheet(book: Book, spec: SizeSheetSpec, mode: str = "worksheet", self_check: bool = True,
@@ -69,26 +69,24 @@ def build_sheet(book: Book, spec: SizeSheetSpec, mode: str = "worksheet", self_c
             ws.write_number(r, col["in"], h, param)
         else:
             # Chained: this layer's input is the previous layer's output.
-            ws.write_formula(r, col["in"], fx.copy(a1(r - 1, col["out"])), book.cell_fmt("input", "0"), h)
+            ws.write_formula(r, col["in"], fx.copy(a1(r - 1, col["out"])), style.cell(book, "input", "0"), h)
         for key, value in (("p", row.padding), ("k", row.kernel_size), ("s", row.stride), ("d", row.dilation)):
             ws.write_number(r, col[key], value, param)
-        ws.write_boolean(r, col["ceil"], row.ceil_mode, book.cell_fmt("param", BOOLEAN_FORMAT))
+        ws.write_boolean(r, col["ceil"], row.ceil_mode, style.cell(book, "param", style.BOOLEAN_FORMAT))
         cells = {key: a1(r, col[key]) for key in ("in", "p", "k", "s", "d", "ceil")}
         raw = ref.lecture_out_size(h, row.kernel_size, row.stride, row.padding)
         ws.write_formula(r, col["lecture"], fx.lecture_out_size(cells["in"], cells["k"], cells["s"], cells["p"]),
-                         book.cell_fmt("product", "0.00"), raw)
+                         style.cell(book, "product", "0.00"), raw)
         out = ref.out_size(h, row.kernel_size, row.stride, row.padding, row.dilation, row.ceil_mode)
         ws.write_formula(r, col["out"], fx.out_size(cells["in"], cells["k"], cells["s"], cells["p"], cells["d"],
-                                                    cells["ceil"]), book.cell_fmt("output", "0", bold=True), out)
+                                                    cells["ceil"]), style.cell(book, "output", "0", bold=True), out)
         ws.write_string(r, col["remark"], row.lecture, wrap)
         book.record(f"size_{n}", "size", spec.sheet,
                     [Grid(r, col[key], 1, 1) for key in ("in", "k", "s", "p", "d", "ceil", "out")],
                     rows=["in", "k", "s", "p", "d", "ceil", "out"], layer=row.name, lecture_cell=h_cell and
                     a1(r, col["lecture"]))
         h = out
-    ws.hide_gridlines(2)
-    ws.set_landscape()
-    ws.fit_to_pages(1, 0)
+    style.page_setup(ws)
 
 
 # --- exercise sheets: H_out and the lecture's unrounded value are the answers ------------------------------------
@@ -130,9 +128,9 @@ def _exercise_sheet(book: Book, spec: SizeSheetSpec, mode: str, self_check: bool
         ws.write_string(EXERCISE_INFO_ROW, 1, info, book.fmt(bold=True, font_size=10, valign="vcenter"))
     text, wrap, param = _formats(book)
     key_mode = mode == "key"
-    answer_fmt = {key: (book.cell_fmt("answer", "0.00" if key == "lecture" else "0", bold=True) if key_mode
-                        else book.cell_fmt("answer", "General", bold=True, locked=False)) for key in ("lecture", "out")}
-    check_fmt = book.cell_fmt("check", "@", bold=True, font_size=12)
+    answer_fmt = {key: (style.cell(book, "answer", "0.00" if key == "lecture" else "0", bold=True) if key_mode
+                        else style.cell(book, "answer", "General", bold=True, locked=False)) for key in ("lecture", "out")}
+    check_fmt = style.cell(book, "check", "@", bold=True, font_size=12)
     h = None
     h_expr = ""
     checks: list[Grid] = []
@@ -149,11 +147,11 @@ def _exercise_sheet(book: Book, spec: SizeSheetSpec, mode: str, self_check: bool
             book.record(f"layer{n}_h_in", "input", spec.sheet, [Grid(r, col["in"], 1, 1)], layer=row.name)
         else:
             # Chained: the previous layer's output, as typed by the student (a formula of the answer above).
-            ws.write_formula(r, col["in"], fx.copy(a1(r - 1, col["out"])), book.cell_fmt("input", "0"),
+            ws.write_formula(r, col["in"], fx.copy(a1(r - 1, col["out"])), style.cell(book, "input", "0"),
                              h if key_mode else 0)
         for key, value in (("p", row.padding), ("k", row.kernel_size), ("s", row.stride), ("d", row.dilation)):
             ws.write_number(r, col[key], value, param)
-        ws.write_boolean(r, col["ceil"], row.ceil_mode, book.cell_fmt("param", BOOLEAN_FORMAT))
+        ws.write_boolean(r, col["ceil"], row.ceil_mode, style.cell(book, "param", style.BOOLEAN_FORMAT))
         book.record(f"layer{n}", "input", spec.sheet, [Grid(r, col["p"], 1, len(PARAMS))], layer=row.name,
                     cells=list(PARAMS))
         cells = {key: a1(r, col[key]) for key in ("in", "p", "k", "s", "d", "ceil")}
@@ -196,24 +194,15 @@ def _exercise_sheet(book: Book, spec: SizeSheetSpec, mode: str, self_check: bool
             book.record(f"{'unrounded' if key == 'lecture' else 'H_out'}_check", "check", spec.sheet, [g],
                         output="unrounded" if key == "lecture" else "H_out")
             answers = Grid(TABLE_TOP, col[key], n_rows, 1)
-            for mark, fill, font in ((fx.CHECK_RIGHT, "#C6EFCE", "#006100"), (fx.CHECK_WRONG, "#FFC7CE", "#9C0006"),
-                                     (fx.CHECK_NOT_A_NUMBER, "#FFEB9C", "#9C5700")):
-                look = book.fmt(bg_color=fill, font_color=font)
-                ws.conditional_format(g.top, g.left, g.bottom, g.right,
-                                      dict(type="cell", criteria="==", value=f'"{mark}"', format=look))
-                ws.conditional_format(answers.top, answers.left, answers.bottom, answers.right,
-                                      dict(type="formula", criteria=f'={g.cell(0, 0)}="{mark}"', format=look))
+            style.check_marks(book, ws, g, answers)
         total = 2 * n_rows
         c = col["remark"]
         ws.write_string(EXERCISE_INFO_ROW, c - 2, "score (live)", book.fmt(bold=True, align="right"))
         ws.write_formula(EXERCISE_INFO_ROW, c - 1, fx.count_right([g.ref() for g in checks]),
-                         book.cell_fmt("output", "0", bold=True), total if key_mode else 0)
+                         style.cell(book, "output", "0", bold=True), total if key_mode else 0)
         ws.write_string(EXERCISE_INFO_ROW, c, f"of {total}", book.fmt(bold=True))
         book.record("_score", "score", spec.sheet, [Grid(EXERCISE_INFO_ROW, c - 1, 1, 1)], total=total)
     ws.set_row(EXERCISE_INFO_ROW, 24)
     if mode == "student":
-        ws.protect("", {"select_locked_cells": True, "select_unlocked_cells": True, "format_columns": True,
-                        "format_rows": True})
-    ws.hide_gridlines(2)
-    ws.set_landscape()
-    ws.fit_to_pages(1, 0)
+        style.protect_inputs(ws)
+    style.page_setup(ws)

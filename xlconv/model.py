@@ -1,0 +1,289 @@
+"""The model of a worksheet: frozen dataclasses of grids, ops and sheets, their graph and shape checks, and
+the NumPy forward pass. No I/O and no file formats: spec.py turns TOML, CSV and photos into these.
+
+Names follow torch and the lecture: ``kernel_size``, ``stride``, ``padding``, ``dilation``, ``ceil_mode``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence, Union
+
+import numpy as np
+
+from xlconv import reference as ref
+from xlconv.errors import SpecError
+
+Pair = tuple[int, int]
+Shape = tuple[int, int, int]  # (C, H, W)
+NORMALIZE = ("lecture", "imagenet")  # the AlexNet workbook's two pre-processing choices
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
+_CELL_LIKE = (re.compile(r"^[A-Za-z]{1,3}[1-9][0-9]*$"), re.compile(r"^[rRcC]\d*$"))
+
+
+def check_name(name: str, where: str) -> str:
+    """A grid or op name that can also be a defined name in Excel; SpecError naming where otherwise."""
+    if not _NAME.match(name) or any(p.match(name) for p in _CELL_LIKE):
+        raise SpecError(f"{where} {name!r} must be a letter then letters, digits or _ (at most 31), not a cell "
+                        f"address")
+    return name
+
+
+def _shape3(values: np.ndarray) -> Shape:
+    c, h, w = values.shape
+    return (int(c), int(h), int(w))
+
+
+@dataclass(frozen=True, eq=False)
+class GridSpec:
+    """A named constant tensor typed into the sheet: an input image or a kernel, (C, H, W)."""
+
+    name: str
+    label: str
+    values: np.ndarray
+    source: str  # where the numbers came from, said on the sheet
+    colour_scale: str = "auto"  # "gray" draws a photo as a picture
+    exercise: tuple[float, float] | None = None  # (low, high) integers an exercise may draw
+
+
+@dataclass(frozen=True)
+class Conv:
+    """Conv2d with one output channel per weight grid (torch's cross-correlation)."""
+
+    name: str
+    label: str
+    input: str
+    weight: tuple[str, ...]
+    bias: tuple[float, ...] | None
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    kernel_size: Pair | None = None  # optional; when given it must match the weight grids
+    where: str = field(default="", compare=False)  # "conv[0]": names the spec field in errors
+    kind = "conv"
+
+
+@dataclass(frozen=True)
+class Pool:
+    """MaxPool2d or AvgPool2d, per channel."""
+
+    name: str
+    label: str
+    input: str
+    mode: str  # "max" | "avg"
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    where: str = field(default="", compare=False)
+    kind = "pool"
+
+
+@dataclass(frozen=True)
+class Relu:
+    """ReLU, max(0, x) per cell."""
+
+    name: str
+    label: str
+    input: str
+    where: str = field(default="", compare=False)
+    kind = "relu"
+
+
+Op = Union[Conv, Pool, Relu]
+
+
+@dataclass(frozen=True)
+class ConvSheetSpec:
+    """A worksheet of grids and the convolution, ReLU and pooling ops applied to them."""
+
+    path: str
+    name: str
+    title: str
+    sheet: str
+    note: str
+    grids: tuple[GridSpec, ...]
+    ops: tuple[Op, ...]
+    exercise_note: str = ""  # [exercise] note: replaces note on exercise (student and key) sheets
+    kind = "conv"
+
+    def grid(self, name: str) -> GridSpec:
+        """The grid called name."""
+        return next(g for g in self.grids if g.name == name)
+
+
+@dataclass(frozen=True)
+class SizeRow:
+    """One layer in the output-size table."""
+
+    name: str
+    label: str
+    kernel_size: int
+    stride: int
+    padding: int
+    dilation: int
+    ceil_mode: bool
+    h_in: int | None  # None: chained from the previous row's output
+    lecture: str  # what the lecture wrote for this row, if it differs
+
+
+@dataclass(frozen=True)
+class SizeSheetSpec:
+    """A worksheet of the output-size rule as live cells, one row per layer."""
+
+    path: str
+    name: str
+    title: str
+    sheet: str
+    note: str
+    rows: tuple[SizeRow, ...]
+    exercise_note: str = ""  # [exercise] note: replaces note on exercise (student and key) sheets
+    kind = "output-size"
+
+
+@dataclass(frozen=True)
+class AlexNetSpec:
+    """The AlexNet conv1 workbook (kind = "alexnet"): the keys mirror `xlconv alexnet`'s options."""
+
+    path: str
+    name: str
+    title: str
+    image: str | None  # None: the default photograph; else a file (resolved against the spec's folder)
+    weights: str  # "pretrained" | "random" | a state_dict file (resolved against the spec's folder)
+    seed: int
+    normalize: str  # "lecture" | "imagenet"
+    channels: tuple[int, ...] | None  # None: every filter of conv1
+    kind = "alexnet"
+
+
+Spec = Union[ConvSheetSpec, SizeSheetSpec, AlexNetSpec]
+
+
+def dependency_order(ops: Sequence[Op], grids: Sequence[str]) -> tuple[Op, ...]:
+    """Ops reordered so each comes after the op it reads (a conv may follow a pool); ties keep spec order."""
+    done, left, ordered = set(grids), list(ops), []
+    while left:
+        ready = next((op for op in left if op.input in done), None)
+        if ready is None:  # a missing or circular input: check_shapes names it
+            return tuple(ordered + left)
+        ordered.append(ready)
+        done.add(ready.name)
+        left.remove(ready)
+    return tuple(ordered)
+
+
+def _where(spec: ConvSheetSpec, op: Op) -> str:
+    if op.where:
+        return op.where
+    kinds = [o for o in spec.ops if o.kind == op.kind]
+    return f"{op.kind}[{kinds.index(op)}]"
+
+
+def shape_of(spec: ConvSheetSpec, name: str) -> Shape:
+    """(C, H, W) of a grid or of an op's output."""
+    return _shapes(spec)[name]
+
+
+def _shapes(spec: ConvSheetSpec) -> dict[str, Shape]:
+    shapes: dict[str, Shape] = {g.name: _shape3(g.values) for g in spec.grids}
+    for op in spec.ops:
+        shapes[op.name] = op_shape(op, shapes[op.input], spec)
+    return shapes
+
+
+def op_shape(op: Op, in_shape: Shape, spec: ConvSheetSpec) -> Shape:
+    """Output (C, H, W) of op on an input of in_shape."""
+    c, h, w = in_shape
+    if op.kind == "relu":
+        return in_shape
+    if op.kind == "conv":
+        kh, kw = spec.grid(op.weight[0]).values.shape[1:]
+        return (len(op.weight),
+                ref.out_size(h, kh, op.stride[0], op.padding[0], op.dilation[0]),
+                ref.out_size(w, kw, op.stride[1], op.padding[1], op.dilation[1]))
+    return (c,
+            ref.out_size(h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0], op.ceil_mode),
+            ref.out_size(w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1], op.ceil_mode))
+
+
+def check_shapes(spec: ConvSheetSpec) -> None:
+    """Check names, references and sizes the way torch would refuse them, naming the field."""
+    def fail(where: str, msg: str):
+        raise SpecError(f"{spec.path}: {where} {msg}")
+
+    shapes: dict[str, Shape] = {g.name: _shape3(g.values) for g in spec.grids}
+    kernels = {w for op in spec.ops if op.kind == "conv" for w in op.weight}
+    for op in spec.ops:
+        where = _where(spec, op)
+        check_name(op.name, f"{spec.path}: {where}.name")
+        if op.name in shapes:
+            fail(f"{where}.name", f"{op.name!r} is already the name of a grid or op")
+        if op.input not in shapes:
+            fail(f"{where}.input", f"{op.input!r} is not a grid or an op (or its inputs go round in a circle)")
+        if op.input in kernels and op.input in {g.name for g in spec.grids}:
+            fail(f"{where}.input", f"{op.input!r} is used as a kernel; give the input its own grid")
+        c, h, w = shapes[op.input]
+        if op.kind == "conv":
+            for wname in op.weight:
+                if wname not in {g.name for g in spec.grids}:
+                    fail(f"{where}.weight", f"{wname!r} is not a grid")
+            kshapes = {spec.grid(x).values.shape for x in op.weight}
+            if len(kshapes) > 1:
+                fail(f"{where}.weight", f"grids differ in shape: {sorted(kshapes)}")
+            kc, kh, kw = kshapes.pop()
+            if kc != c:
+                fail(f"{where}.weight", f"has {kc} channel(s) but the input {op.input!r} has in_channels={c}")
+            ks = op.kernel_size
+            if ks is not None and ks != (kh, kw):
+                fail(f"{where}.kernel_size", f"is {list(ks)} but the weight grids are {kh}x{kw}")
+            eh = op.dilation[0] * (kh - 1) + 1
+            ew = op.dilation[1] * (kw - 1) + 1
+            ph, pw = h + 2 * op.padding[0], w + 2 * op.padding[1]
+            if eh > ph or ew > pw:
+                fail(f"{where}.weight", f"kernel {kh}x{kw} (dilated {eh}x{ew}) is larger than the padded input {ph}x{pw}")
+        elif op.kind == "pool":
+            k = op.kernel_size
+            for axis in (0, 1):
+                if op.padding[axis] * 2 > k[axis]:
+                    fail(f"{where}.padding", f"must be at most half the kernel_size (torch's rule), got {op.padding[axis]}")
+            eh = op.dilation[0] * (k[0] - 1) + 1
+            ew = op.dilation[1] * (k[1] - 1) + 1
+            if eh > h + 2 * op.padding[0] or ew > w + 2 * op.padding[1]:
+                fail(f"{where}.kernel_size", f"window {eh}x{ew} is larger than the padded input "
+                                             f"{h + 2 * op.padding[0]}x{w + 2 * op.padding[1]}")
+            for axis, n_in in ((0, h), (1, w)):
+                n_out = ref.out_size(n_in, k[axis], op.stride[axis], op.padding[axis], op.dilation[axis], op.ceil_mode)
+                for i in range(n_out):
+                    if not ref.pool_bounds(i, n_in, k[axis], op.stride[axis], op.padding[axis], op.dilation[axis])[0]:
+                        fail(f"{where}.dilation", f"puts output {('row', 'column')[axis]} {i} entirely in the padding "
+                                                  f"(torch would give -inf there)")
+        shapes[op.name] = op_shape(op, shapes[op.input], spec)
+
+
+def compute(spec: ConvSheetSpec) -> dict[str, np.ndarray]:
+    """Values of every grid and op output, by the NumPy reference (the forward pass)."""
+    values = {g.name: g.values for g in spec.grids}
+    for op in spec.ops:
+        values[op.name] = apply(op, values)
+    return values
+
+
+def apply(op: Op, values: dict[str, np.ndarray]) -> np.ndarray:
+    """NumPy output of one op given the values of its inputs."""
+    x = values[op.input]
+    if isinstance(op, Conv):
+        w = np.stack([values[n] for n in op.weight])
+        return ref.conv2d(x, w, op.bias, op.stride, op.padding, op.dilation)
+    if isinstance(op, Pool):
+        if op.mode == "max":
+            return ref.max_pool2d(x, op.kernel_size, op.stride, op.padding, op.dilation, op.ceil_mode)
+        return ref.avg_pool2d(x, op.kernel_size, op.stride, op.padding, op.ceil_mode, op.count_include_pad)
+    return ref.relu(x)
+
+
+__all__ = ["Pair", "Shape", "GridSpec", "Conv", "Pool", "Relu", "Op", "ConvSheetSpec", "SizeRow", "SizeSheetSpec",
+           "AlexNetSpec", "Spec", "NORMALIZE", "check_name", "dependency_order", "shape_of", "op_shape",
+           "check_shapes", "compute", "apply"]
