@@ -15,7 +15,7 @@ def run(*args, cwd=None):
 
 @pytest.mark.libreoffice
 def test_build_then_verify_every_shipped_worksheet(tmp_path):
-    built = run("build", cwd=tmp_path)  # default: every spec in worksheets/, into ./build
+    built = run("build", cwd=tmp_path)  # default: every spec in xlconv/worksheets/, into ./build
     assert built.returncode == 0, built.stderr
     files = sorted((tmp_path / "build").glob("*.xlsx"))
     names = {f.stem for f in files}

@@ -280,7 +280,7 @@ def test_other_spec_kinds_and_bad_arguments_are_errors(tmp_path):
         exercise("output-size", tmp_path / "ex", seed=1, grid_csv={"x": "x.csv"})
     with pytest.raises(ExerciseError, match=r"seed must be an integer >= 0"):
         exercise("lee-6x6", tmp_path / "ex", seed=-1)
-    with pytest.raises(ExerciseError, match=r"tolerance must be a number >= 0"):
+    with pytest.raises(ExerciseError, match=r"tolerance must be a number from 0 to 0.5, got -1"):
         exercise("lee-6x6", tmp_path / "ex", seed=1, tolerance=-1)
 
 
@@ -335,3 +335,10 @@ def test_output_size_key_verifies_and_checks_tick(tmp_path):
     assert marks.count(CHECK_WRONG) == 1 and marks.count(CHECK_RIGHT) == 17
     h_in = values(out, k.sheet, next(r for r in records if r.name == "layer1").grids[0].window(0, -1, 1, 1))
     assert h_in == [[56]]
+
+
+@pytest.mark.parametrize("tolerance", [float("nan"), float("inf"), 1e308, -1e-9, True, "0.1"])
+def test_a_tolerance_that_would_pass_or_fail_everything_is_refused(tmp_path, tolerance):
+    with pytest.raises(ExerciseError, match="tolerance must be a number from 0 to 0.5"):
+        exercise("lee-6x6", tmp_path / "ex", seed=1, tolerance=tolerance)
+    assert not (tmp_path / "ex").exists()

@@ -14,6 +14,8 @@ Names are imported on first use (PEP 562), so ``import xlconv`` stays cheap.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from xlconv._version import __version__
@@ -59,6 +61,19 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), attr)
     globals()[name] = value
     return value
+
+
+class _Package(types.ModuleType):
+    """The package module: importing the submodule xlconv.build (or verify, exercise, grade) must not replace
+    the public function of the same name, which is what `xlconv.build(...)` means."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list[str]:

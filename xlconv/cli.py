@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from xlconv._version import __version__
 from xlconv.errors import ExerciseError, XlconvError
 
 
@@ -61,9 +62,9 @@ def _grade(args) -> int:
 
 
 def _alexnet(args) -> int:
-    from xlconv.alexnet import build_workbook
+    from xlconv.build import alexnet_workbook
 
-    print(build_workbook(args.output, image=args.image, weights=args.weights, seed=args.seed,
+    print(alexnet_workbook(args.output, image=args.image, weights=args.weights, seed=args.seed,
                          normalize=args.normalize, channels=args.channels))
     return 0
 
@@ -71,6 +72,7 @@ def _alexnet(args) -> int:
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the xlconv command."""
     p = argparse.ArgumentParser(prog="xlconv", description="Excel workbooks with live formulas for teaching CNNs.")
+    p.add_argument("--version", action="version", version=f"xlconv {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="write one .xlsx per worksheet spec")
     b.add_argument("specs", nargs="*", metavar="SPEC", help="spec file or built-in name (default: all built-ins)")

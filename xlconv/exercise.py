@@ -32,6 +32,7 @@ from xlconv import spec as specs
 from xlconv._version import __version__
 from xlconv.atomic import write_text
 from xlconv.book import Book
+from xlconv.guards import check_tolerance
 from xlconv.errors import ExerciseError, SpecError
 from xlconv.model import ConvSheetSpec, GridSpec, SizeSheetSpec, Spec, check_shapes
 from xlconv.record import Block
@@ -314,8 +315,7 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
     parsed = spec if isinstance(spec, (ConvSheetSpec, SizeSheetSpec)) else specs.load(spec)
     if grid_csv and isinstance(parsed, SizeSheetSpec):
         raise ExerciseError(f"{parsed.path}: an output-size sheet has no grids for --grid to replace")
-    if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < float("inf")):
-        raise ExerciseError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    tolerance = check_tolerance(tolerance, "tolerance", ExerciseError)
     if grid_csv:
         parsed = with_csv_grids(parsed, grid_csv)
     if seed is None:

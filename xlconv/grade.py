@@ -38,6 +38,7 @@ import numpy as np
 
 from xlconv import safety
 from xlconv.atomic import atomic_path
+from xlconv.guards import check_tolerance
 from xlconv.errors import ExerciseError, VerifyError, WorkbookError, XlconvError
 from xlconv.exercise import MANIFEST, MANIFEST_FORMAT, META_KEY
 from xlconv.record import ROOT_ROLES, Block
@@ -248,8 +249,7 @@ def grade(submissions: Sequence[str | Path], key: str | Path, output: str | Path
         raise ExerciseError("defusedxml is not installed: refusing to parse students' files (pip install defusedxml)")
     k = load_key(key)
     tol = k.tolerance if tolerance is None else tolerance
-    if not (isinstance(tol, (int, float)) and 0 <= tol < float("inf")):
-        raise ExerciseError(f"tolerance must be a number >= 0, got {tol!r}")
+    tol = check_tolerance(tol, "tolerance" if tolerance is not None else f"{k.folder / MANIFEST}: tolerance", ExerciseError)
     out = Path(output) if output is not None else None
     if out is not None and out.suffix.lower() not in (".csv", ".xlsx"):
         raise ExerciseError(f"{out}: the gradebook must be a .csv or .xlsx file")

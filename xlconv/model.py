@@ -164,7 +164,8 @@ Spec = Union[ConvSheetSpec, SizeSheetSpec, AlexNetSpec]
 
 def dependency_order(ops: Sequence[Op], grids: Sequence[str]) -> tuple[Op, ...]:
     """Ops reordered so each comes after the op it reads (a conv may follow a pool); ties keep spec order."""
-    done, left, ordered = set(grids), list(ops), []
+    done, left = set(grids), list(ops)
+    ordered: list[Op] = []
     while left:
         ready = next((op for op in left if op.input in done), None)
         if ready is None:  # a missing or circular input: check_shapes names it
@@ -197,9 +198,9 @@ def _shapes(spec: ConvSheetSpec) -> dict[str, Shape]:
 def op_shape(op: Op, in_shape: Shape, spec: ConvSheetSpec) -> Shape:
     """Output (C, H, W) of op on an input of in_shape."""
     c, h, w = in_shape
-    if op.kind == "relu":
+    if isinstance(op, Relu):
         return in_shape
-    if op.kind == "conv":
+    if isinstance(op, Conv):
         kh, kw = spec.grid(op.weight[0]).values.shape[1:]
         return (len(op.weight),
                 ref.out_size(h, kh, op.stride[0], op.padding[0], op.dilation[0]),
@@ -215,7 +216,7 @@ def check_shapes(spec: ConvSheetSpec) -> None:
         raise SpecError(f"{spec.path}: {where} {msg}")
 
     shapes: dict[str, Shape] = {g.name: _shape3(g.values) for g in spec.grids}
-    kernels = {w for op in spec.ops if op.kind == "conv" for w in op.weight}
+    kernels = {w for op in spec.ops if isinstance(op, Conv) for w in op.weight}
     for op in spec.ops:
         where = _where(spec, op)
         check_name(op.name, f"{spec.path}: {where}.name")
@@ -226,7 +227,7 @@ def check_shapes(spec: ConvSheetSpec) -> None:
         if op.input in kernels and op.input in {g.name for g in spec.grids}:
             fail(f"{where}.input", f"{op.input!r} is used as a kernel; give the input its own grid")
         c, h, w = shapes[op.input]
-        if op.kind == "conv":
+        if isinstance(op, Conv):
             for wname in op.weight:
                 if wname not in {g.name for g in spec.grids}:
                     fail(f"{where}.weight", f"{wname!r} is not a grid")
@@ -244,7 +245,7 @@ def check_shapes(spec: ConvSheetSpec) -> None:
             ph, pw = h + 2 * op.padding[0], w + 2 * op.padding[1]
             if eh > ph or ew > pw:
                 fail(f"{where}.weight", f"kernel {kh}x{kw} (dilated {eh}x{ew}) is larger than the padded input {ph}x{pw}")
-        elif op.kind == "pool":
+        elif isinstance(op, Pool):
             k = op.kernel_size
             for axis in (0, 1):
                 if op.padding[axis] * 2 > k[axis]:

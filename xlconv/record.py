@@ -12,12 +12,12 @@ It imports nothing heavy (no XlsxWriter, openpyxl or NumPy): the sandboxed reade
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence, Union
 
 from xlconv.cells import Grid, parse_range
 from xlconv.errors import WorkbookError
+from xlconv.guards import check_tolerance
 
 SHEET = "_xlconv"
 # The canary: a formula whose cached value verify poisons; an engine that really recalculated gives 42 back.
@@ -144,10 +144,7 @@ def read(rows: Sequence[Sequence[Any]], path: str) -> Record:
     if (cell(FORMAT_ROW, 0), cell(FORMAT_ROW, 1)) != ("format", FORMAT) or header != HEADER:
         raise WorkbookError(f"{path}: the {SHEET} sheet is not an xlconv record of format {FORMAT}")
     tolerance = cell(TOLERANCE_ROW, 1)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not (
-            math.isfinite(tolerance) and 0 <= tolerance <= MAX_TOLERANCE):
-        raise WorkbookError(f"{path}: {SHEET}!B{TOLERANCE_ROW + 1} (the tolerance) must be a number from 0 to "
-                            f"{MAX_TOLERANCE:g}, got {tolerance!r}")
+    tolerance = check_tolerance(tolerance, f"{path}: {SHEET}!B{TOLERANCE_ROW + 1} (the tolerance)", WorkbookError)
     blocks = []
     for n in range(FIRST_ROW, len(rows)):
         row = rows[n]
@@ -156,10 +153,6 @@ def read(rows: Sequence[Sequence[Any]], path: str) -> Record:
         blocks.append(Block.from_row(row[:len(HEADER)], f"{path}: {SHEET}!A{n + 1}"))
     version = cell(VERSION_ROW, 1)
     return Record(tuple(blocks), float(tolerance), str(version) if version is not None else "")
-
-
-# A workbook that claims a tolerance above this is not one xlconv wrote (the AlexNet sheets use 1e-4).
-MAX_TOLERANCE = 0.5
 
 
 # -- typed op parameters ------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ toy worksheets never load them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,16 +14,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from xlconv.errors import ImageError, PretrainedUnavailable, SpecError, WeightsError
+from xlconv.model import NORMALIZE
+from xlconv.spec import channels_text, check_channels, parse_channels, photo_path
 
 CHECKPOINT = "alexnet-owt-7be5be79.pth"  # the file torchvision's AlexNet_Weights.IMAGENET1K_V1 downloads
 WEIGHTS_ENUM = "AlexNet_Weights.IMAGENET1K_V1"
-SIZE = 224  # Resize(224) then CenterCrop(224)
-PADDING = 2  # conv1's padding=(2, 2)
+SIZE = 224  # the lecture's transformer: Resize(224) then CenterCrop(224)
 LECTURE_MEAN = (0.5, 0.5, 0.5)
 LECTURE_STD = (0.5, 0.5, 0.5)
-NORMALIZE = ("lecture", "imagenet")
 DEFAULT_IMAGE = "grace_hopper"
-N_FILTERS = 64
 
 
 @dataclass(frozen=True)
@@ -65,6 +63,58 @@ class LayerShape:
     n_params: int
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """conv1 and its pooling as torchvision's model defines them (model.features[0] and [2]), square."""
+
+    size: int  # the input's height and width (the crop)
+    in_channels: int
+    filters: int  # out_channels
+    kernel: int
+    stride: int
+    padding: int
+    pool_kernel: int
+    pool_stride: int
+
+    @property
+    def padded(self) -> int:
+        """The input with conv1's padding ring."""
+        return self.size + 2 * self.padding
+
+    @property
+    def conv(self) -> int:
+        """conv1's output height and width."""
+        return (self.padded - self.kernel) // self.stride + 1
+
+    @property
+    def pooled(self) -> int:
+        """The max-pooled map's height and width."""
+        return (self.conv - self.pool_kernel) // self.pool_stride + 1
+
+
+def geometry(model: Any, size: int = SIZE) -> Geometry:
+    """conv1's and the first pooling's geometry, read from the model (features[0] and features[2])."""
+    from torch import nn
+
+    conv, pool = model.features[0], model.features[2]
+    if not isinstance(conv, nn.Conv2d) or not isinstance(pool, nn.MaxPool2d):
+        raise WeightsError(f"features[0] and [2] are {type(conv).__name__} and {type(pool).__name__}, not the "
+                           f"Conv2d and MaxPool2d of AlexNet")
+
+    def square(v: Any, what: str) -> int:
+        a, b = (v, v) if isinstance(v, int) else tuple(v)
+        if a != b:
+            raise WeightsError(f"{what} is {v}; the workbook draws square kernels, strides and paddings only")
+        return int(a)
+
+    if conv.dilation not in (1, (1, 1)) or conv.groups != 1 or pool.padding not in (0, (0, 0)) or pool.ceil_mode:
+        raise WeightsError("conv1 or its pooling has dilation, groups, padding or ceil_mode, which the workbook "
+                           "does not draw")
+    return Geometry(size, int(conv.in_channels), int(conv.out_channels), square(conv.kernel_size, "kernel_size"),
+                    square(conv.stride, "stride"), square(conv.padding, "padding"),
+                    square(pool.kernel_size, "pool kernel_size"), square(pool.stride, "pool stride"))
+
+
 @dataclass
 class Run:
     """Everything the AlexNet workbook shows, computed once by torch."""
@@ -72,6 +122,7 @@ class Run:
     weights: Weights
     photo: Photo
     channels: tuple[int, ...]
+    geometry: Geometry
     weight: np.ndarray  # (64, 3, 11, 11) float32
     bias: np.ndarray  # (64,) float32
     conv: np.ndarray  # (64, 55, 55) float32: model.features[0]
@@ -89,47 +140,6 @@ def checkpoint_path() -> Path:
     import torch.hub
 
     return Path(torch.hub.get_dir()) / "checkpoints" / CHECKPOINT
-
-
-def parse_channels(text: str | Sequence[int] | None, where: str = "--channels") -> tuple[int, ...]:
-    """Channel numbers from "0-63", "0,5,9-12" or a list of ints; sorted, without repeats."""
-    if text is None:
-        return tuple(range(N_FILTERS))
-    picked: set[int] = set()
-    if isinstance(text, str):
-        for part in text.replace(" ", "").split(","):
-            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-            if not m:
-                raise SpecError(f"{where}: {text!r} is not a channel list such as 0-63 or 0,5,9-12")
-            lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
-            if lo > hi:
-                raise SpecError(f"{where}: {part!r} runs backwards")
-            picked.update(range(lo, hi + 1))
-    else:
-        for v in text:
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise SpecError(f"{where}: {v!r} is not a channel number")
-            picked.add(v)
-    if not picked:
-        raise SpecError(f"{where}: no channel selected")
-    bad = [c for c in picked if not 0 <= c < N_FILTERS]
-    if bad:
-        raise SpecError(f"{where}: channel {min(bad) if min(bad) < 0 else max(bad)} is outside 0-{N_FILTERS - 1} "
-                        f"(conv1 has {N_FILTERS} filters)")
-    return tuple(sorted(picked))
-
-
-def channels_text(channels: Sequence[int]) -> str:
-    """ "0-63" or "0-3,7": the compact form of a channel list."""
-    parts, run = [], [channels[0]]
-    for c in channels[1:]:
-        if c == run[-1] + 1:
-            run.append(c)
-        else:
-            parts.append(run)
-            run = [c]
-    parts.append(run)
-    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in parts)
 
 
 # -- weights ---------------------------------------------------------------------------------------
@@ -256,8 +266,6 @@ def categories() -> list[str]:
 
 def image_path(image: str | Path | None) -> Path:
     """The photo file: a path, or the default photograph that matplotlib ships."""
-    from xlconv.spec import photo_path
-
     name = str(image) if image is not None else DEFAULT_IMAGE
     return photo_path(name, Path("."))
 
@@ -379,15 +387,17 @@ def top5(model, x, names: list[str]) -> list[tuple[int, str, float]]:
 
 
 def run(image: str | Path | None = None, weights: str = "pretrained", seed: int = 0, normalize: str = "lecture",
-        channels: str | Sequence[int] | None = None) -> Run:
+        channels: str | Sequence[int] | None = None, where: str = "--channels") -> Run:
     """Load the network and the photo and compute everything the workbook shows."""
     import torch
 
-    chans = parse_channels(channels)
+    picked = parse_channels(channels, where)
     if normalize not in NORMALIZE:
         raise SpecError(f"--normalize must be 'lecture' or 'imagenet', got {normalize!r}")
     photo = preprocess(image, normalize)
     model, w = load_model(weights, seed)
+    geo = geometry(model)
+    chans = check_channels(picked, geo.filters, where)
     x = torch.from_numpy(photo.tensor)[None]
     with torch.no_grad():
         conv = model.features[0](x)
@@ -395,25 +405,13 @@ def run(image: str | Path | None = None, weights: str = "pretrained", seed: int 
         pool = model.features[2](relu)
     conv1 = model.features[0]
     return Run(
-        weights=w, photo=photo, channels=chans,
+        weights=w, photo=photo, channels=chans, geometry=geo,
         weight=conv1.weight.detach().numpy().astype(np.float32).copy(),
         bias=conv1.bias.detach().numpy().astype(np.float32).copy(),
         conv=conv[0].numpy().copy(), relu=relu[0].numpy().copy(), pool=pool[0].numpy().copy(),
         shapes=layer_shapes(model, x), top5=top5(model, x, categories()), model_repr=repr(model), seed=seed)
 
 
-def build_workbook(path: str | Path, image: str | Path | None = None, weights: str = "pretrained", seed: int = 0,
-                   normalize: str = "lecture", channels: str | Sequence[int] | None = None,
-                   note: str | None = None) -> Path:
-    """Write the AlexNet conv1 workbook to path (atomically: no partial file on error); return the path."""
-    from xlconv.sheets import alexnet as sheets
-
-    data = run(image, weights, seed, normalize, channels)
-    if note:
-        data.extra["note"] = note
-    return sheets.write(data, path)
-
-
-__all__ = ["CHECKPOINT", "Weights", "Photo", "LayerShape", "Run", "checkpoint_path", "parse_channels",
-           "channels_text", "load_model", "preprocess", "layer_shapes", "top5", "run", "build_workbook",
+__all__ = ["CHECKPOINT", "Weights", "Photo", "LayerShape", "Run", "Geometry", "geometry", "checkpoint_path",
+           "parse_channels", "channels_text", "load_model", "preprocess", "layer_shapes", "top5", "run",
            "categories", "mean_std", "image_path"]

@@ -16,6 +16,7 @@ from xlconv import torch_reference as tref
 from xlconv.cells import Grid
 from xlconv.engine import recalculate
 from xlconv.errors import VerifyError, WorkbookError
+from xlconv.guards import check_tolerance
 from xlconv.record import EXERCISE_ROLES, ROOT_ROLES, Block, ConvParams, PoolParams
 from xlconv.xlsxread import open_workbook
 
@@ -126,7 +127,7 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
     """Recompute every recorded block of an already recalculated workbook and compare cell by cell."""
     recalculated = Path(recalculated)
     records, recorded_tol = read_records(recalculated)
-    tol = recorded_tol if tolerance is None else tolerance
+    tol = recorded_tol if tolerance is None else check_tolerance(tolerance, "--tolerance", VerifyError)
     cells = _Cells(recalculated)
     try:
         sheets: dict[str, SheetReport] = {}
@@ -263,6 +264,8 @@ def verify(paths: Sequence[str | Path], engine: str = "libreoffice", tolerance: 
            timeout: float = 600) -> list[Report]:
     """Recalculate workbooks in a real spreadsheet engine and check every recorded block with NumPy and torch."""
     paths = [Path(p) for p in paths]
+    if tolerance is not None:
+        check_tolerance(tolerance, "--tolerance", VerifyError)
     for p in paths:
         read_records(p)  # fail fast, with a clear message, on files xlconv did not make
     with tempfile.TemporaryDirectory(prefix="xlconv-verify-") as tmp:
