@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import xlsxwriter
 from xlsxwriter.format import Format
@@ -40,7 +40,7 @@ class Book:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+                 tb: TracebackType | None) -> Literal[False]:
         if exc_type is None:
             self.close()
         else:

@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 
 from xlconv import spec as specs
 from xlconv.book import Book
-from xlconv.errors import PretrainedUnavailable
+from xlconv.errors import PretrainedUnavailable, SpecError
 from xlconv.model import AlexNetSpec, ConvSheetSpec, SizeSheetSpec, Spec
 
 
@@ -45,16 +45,18 @@ def alexnet_workbook(path: str | Path, image: str | Path | None = None, weights:
 
 def _alexnet(spec: AlexNetSpec, path: str | Path) -> Path:
     """The AlexNet workbook; without pretrained weights (offline, nothing cached) it warns and goes UNTRAINED."""
-    args = dict(image=spec.image, seed=spec.seed, normalize=spec.normalize, channels=spec.channels,
-                where=f"{spec.path}: channels")
+    def workbook(weights: str) -> Path:
+        return alexnet_workbook(path, image=spec.image, weights=weights, seed=spec.seed, normalize=spec.normalize,
+                                channels=spec.channels, where=f"{spec.path}: channels")
+
     try:
-        return alexnet_workbook(path, weights=spec.weights, **args)  # type: ignore[arg-type]
+        return workbook(spec.weights)
     except PretrainedUnavailable as e:
         if spec.weights != "pretrained":  # pragma: no cover - only "pretrained" raises it
             raise
         print(f"xlconv: WARNING: {spec.path}: {e}. Building {Path(path).name} from RANDOM weights "
               f"(seed {spec.seed}) instead; every sheet says UNTRAINED.", file=sys.stderr, flush=True)
-        return alexnet_workbook(path, weights="random", **args)  # type: ignore[arg-type]
+        return workbook("random")
 
 
 def build(spec: str | Path | Spec, out_dir: str | Path = "build") -> Path:
@@ -65,5 +67,9 @@ def build(spec: str | Path | Spec, out_dir: str | Path = "build") -> Path:
 
 def build_all(names: Iterable[str | Path] | None = None, out_dir: str | Path = "build") -> list[Path]:
     """Build several specs (default: every shipped one); all are parsed before any file is written."""
-    parsed = [specs.load(n) for n in (names or specs.builtin_names())]
+    wanted = list(names or specs.builtin_names())
+    if not wanted:
+        raise SpecError(f"no built-in worksheets in {specs.builtin_dir()}: this xlconv is installed without its "
+                        f"package data; reinstall it")
+    parsed = [specs.load(n) for n in wanted]
     return [build(p, out_dir) for p in parsed]

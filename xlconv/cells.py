@@ -63,10 +63,12 @@ class Grid:
 
     @property
     def bottom(self) -> int:
+        """The zero-based row of the last row."""
         return self.top + self.height - 1
 
     @property
     def right(self) -> int:
+        """The zero-based column of the last column."""
         return self.left + self.width - 1
 
     def cell(self, i: int, j: int, absolute: bool = False) -> str:

@@ -9,7 +9,7 @@ from xlconv._version import __version__
 from xlconv.errors import ExerciseError, XlconvError
 
 
-def _build(args) -> int:
+def _build(args: argparse.Namespace) -> int:
     from xlconv.build import build_all
 
     for path in build_all(args.specs or None, args.output):
@@ -17,7 +17,7 @@ def _build(args) -> int:
     return 0
 
 
-def _verify(args) -> int:
+def _verify(args: argparse.Namespace) -> int:
     from xlconv.verify import verify
 
     reports = verify(args.files, engine=args.engine, tolerance=args.tolerance, timeout=args.timeout)
@@ -26,10 +26,10 @@ def _verify(args) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
-def _exercise(args) -> int:
+def _exercise(args: argparse.Namespace) -> int:
     from xlconv.exercise import exercise
 
-    grids = {}
+    grids: dict[str, list[str]] = {}
     for item in args.grid or []:
         name, sep, files = item.partition("=")
         if not sep or not name or not files:
@@ -50,7 +50,7 @@ def _exercise(args) -> int:
     return 0
 
 
-def _grade(args) -> int:
+def _grade(args: argparse.Namespace) -> int:
     from xlconv.grade import grade
 
     book = grade(args.submissions, args.key, args.output, tolerance=args.tolerance, timeout=args.timeout)
@@ -61,7 +61,7 @@ def _grade(args) -> int:
     return 0
 
 
-def _alexnet(args) -> int:
+def _alexnet(args: argparse.Namespace) -> int:
     from xlconv.build import alexnet_workbook
 
     print(alexnet_workbook(args.output, image=args.image, weights=args.weights, seed=args.seed,

@@ -24,7 +24,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, TypeAlias, Union
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from xlconv.atomic import write_text
 from xlconv.book import Book
 from xlconv.guards import check_tolerance
 from xlconv.errors import ExerciseError, SpecError
-from xlconv.model import ConvSheetSpec, GridSpec, SizeSheetSpec, Spec, check_shapes
+from xlconv.model import AlexNetSpec, Conv, ConvSheetSpec, GridSpec, SizeSheetSpec, Spec, check_shapes
 from xlconv.record import Block
 from xlconv.sheets.conv import DEFAULT_TOLERANCE, ConvSheet
 
@@ -49,6 +49,7 @@ SEED_BITS = 48  # variant seeds stay exact in JSON, JavaScript and a spreadsheet
 ID_COLUMNS = ("id", "student_id", "studentid", "student", "sid", "student_number", "matriculation_number")
 NAME_COLUMNS = ("name", "student_name", "full_name", "fullname")
 MAX_REDRAWS = 1000
+ExerciseSpec: TypeAlias = Union[ConvSheetSpec, SizeSheetSpec]  # the kinds of sheet an exercise can be made of
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Variant:
 
     student: Student
     seed: int
-    spec: Spec
+    spec: ExerciseSpec
     student_file: str  # relative to the exercise folder
     key_file: str
 
@@ -89,14 +90,24 @@ class ExerciseResult:
 
     @property
     def student_files(self) -> list[Path]:
+        """The student workbooks written, one per variant."""
         return [self.out_dir / v.student_file for v in self.variants]
 
     @property
     def key_files(self) -> list[Path]:
+        """The answer keys written, one per variant."""
         return [self.out_dir / v.key_file for v in self.variants]
 
 
 # --- seeds and inputs -------------------------------------------------------
+
+
+def _exercise_spec(spec: Spec) -> ExerciseSpec:
+    """The spec if an exercise can be made of it (a conv or an output-size sheet); ExerciseError naming it if not."""
+    if isinstance(spec, AlexNetSpec):
+        raise ExerciseError(f"{spec.path}: xlconv exercise makes exercises of conv and output-size sheets, not of the "
+                            f"AlexNet workbook")
+    return spec
 
 
 def variant_seed(seed: int, student_id: str) -> int:
@@ -111,6 +122,8 @@ def _name_key(name: str) -> int:
 
 def draw_grid(grid: GridSpec, vseed: int) -> np.ndarray:
     """Random integers in the grid's exercise range, same shape; redrawn while every cell is equal."""
+    if grid.exercise is None:
+        raise ExerciseError(f"grid {grid.name!r} has no exercise range ([low, high]) to draw from")
     lo, hi = (int(x) for x in grid.exercise)
     rng = np.random.default_rng([vseed, _name_key(grid.name)])
     values = rng.integers(lo, hi, size=grid.values.shape, endpoint=True)
@@ -121,7 +134,7 @@ def draw_grid(grid: GridSpec, vseed: int) -> np.ndarray:
     return values.astype(np.float64)
 
 
-def make_variant_spec(spec: Spec, vseed: int) -> Spec:
+def make_variant_spec(spec: ExerciseSpec, vseed: int) -> ExerciseSpec:
     """The spec with fresh random integers in every grid that has an exercise range."""
     if isinstance(spec, SizeSheetSpec):
         return spec  # no grids: every variant is the spec's table
@@ -180,7 +193,7 @@ def with_csv_grids(spec: ConvSheetSpec, grid_csv: Mapping[str, Sequence[str | Pa
     return out
 
 
-def spec_fingerprint(spec: Spec) -> str:
+def spec_fingerprint(spec: ExerciseSpec) -> str:
     """SHA-256 of what makes an exercise: sheet, ops, grid shapes and ranges, and the values of fixed grids."""
     if isinstance(spec, SizeSheetSpec):
         doc = {"kind": spec.kind, "name": spec.name, "title": spec.title, "sheet": spec.sheet,
@@ -195,7 +208,7 @@ def spec_fingerprint(spec: Spec) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=list).encode("utf-8")).hexdigest()
 
 
-def exercise_id(spec: Spec) -> str:
+def exercise_id(spec: ExerciseSpec) -> str:
     """The spec's name and a short hash of it: workbooks of another exercise never match."""
     return f"{spec.name}-{spec_fingerprint(spec)[:12]}"
 
@@ -238,7 +251,8 @@ def read_roster(path: str | Path, id_column: str | None = None, name_column: str
 
     id_col = pick(id_column, ID_COLUMNS, "student id", True)
     name_col = pick(name_column, NAME_COLUMNS, "student name", False)
-    students, seen = [], {}
+    students: list[Student] = []
+    seen: dict[str, int] = {}  # student id -> roster row
     for n, row in enumerate(df.to_dict("records"), start=2):  # row 1 is the header
         sid = str(row[id_col]).strip()
         name = str(row[name_col]).strip() if name_col else ""
@@ -271,7 +285,7 @@ def safe_id(student_id: str) -> str:
 # --- writing ----------------------------------------------------------------
 
 
-def root_values(spec: Spec) -> dict[str, np.ndarray]:
+def root_values(spec: ExerciseSpec) -> dict[str, np.ndarray]:
     """The typed blocks of a sheet as generated: every grid, and each conv's bias cells as (O, 1, 1)."""
     if isinstance(spec, SizeSheetSpec):
         from xlconv.sheets.size import layer_inputs
@@ -279,12 +293,12 @@ def root_values(spec: Spec) -> dict[str, np.ndarray]:
         return {k: np.asarray(v, dtype=np.float64) for k, v in layer_inputs(spec).items()}
     values = {g.name: g.values for g in spec.grids}
     for op in spec.ops:
-        if op.kind == "conv" and op.bias is not None:
+        if isinstance(op, Conv) and op.bias is not None:
             values[f"{op.name}_bias"] = np.asarray(op.bias, dtype=np.float64)[:, None, None]
     return values
 
 
-def _meta(spec: Spec, eid: str, v: Variant, mode: str, self_check: bool, tolerance: float) -> dict:
+def _meta(spec: ExerciseSpec, eid: str, v: Variant, mode: str, self_check: bool, tolerance: float) -> dict[str, object]:
     return {"format": MANIFEST_FORMAT, "exercise_id": eid, "spec": spec.name, "sheet": spec.sheet,
             "variant_seed": v.seed, "variant_id": v.id, "student_id": v.student.id, "name": v.student.name,
             "mode": mode, "self_check": self_check, "tolerance": tolerance, "xlconv": __version__}
@@ -312,11 +326,11 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
              tolerance: float = DEFAULT_TOLERANCE, grid_csv: Mapping[str, Sequence[str | Path] | str | Path] | None = None,
              id_column: str | None = None, name_column: str | None = None) -> ExerciseResult:
     """Write a student workbook and an answer key per variant, an index CSV and the manifest grading reads."""
-    parsed = spec if isinstance(spec, (ConvSheetSpec, SizeSheetSpec)) else specs.load(spec)
+    parsed = _exercise_spec(spec if isinstance(spec, (ConvSheetSpec, SizeSheetSpec, AlexNetSpec)) else specs.load(spec))
     if grid_csv and isinstance(parsed, SizeSheetSpec):
         raise ExerciseError(f"{parsed.path}: an output-size sheet has no grids for --grid to replace")
     tolerance = check_tolerance(tolerance, "tolerance", ExerciseError)
-    if grid_csv:
+    if grid_csv and isinstance(parsed, ConvSheetSpec):  # an output-size sheet was refused above
         parsed = with_csv_grids(parsed, grid_csv)
     if seed is None:
         seed = secrets.randbelow(10**9)
@@ -352,11 +366,13 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
                       for b in key_blocks]
     assert layout is not None  # at least one student
 
+    randomized = {g.name: [int(x) for x in g.exercise]
+                  for g in (parsed.grids if isinstance(parsed, ConvSheetSpec) else ()) if g.exercise}
     manifest = {
         "format": MANIFEST_FORMAT, "xlconv": __version__, "exercise_id": eid, "spec": parsed.name,
         "spec_path": str(parsed.path), "spec_hash": spec_fingerprint(parsed), "title": parsed.title,
         "sheet": parsed.sheet, "seed": seed, "self_check": self_check, "tolerance": tolerance,
-        "randomized": {g.name: [int(x) for x in g.exercise] for g in getattr(parsed, "grids", ()) if g.exercise},
+        "randomized": randomized,
         "blocks": [b.to_json() for b in layout],
         "answers": [b.name for b in layout if b.role == "output"],
         "variants": [{"student_id": v.student.id, "name": v.student.name, "variant_seed": v.seed,
@@ -367,7 +383,7 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
     rows = [["student_id", "name", "file", "key", "variant_seed"]] + [
         [v.student.id, v.student.name, v.student_file, v.key_file, str(v.seed)] for v in variants]
     index_path = write_text(out / INDEX, _csv_text(rows))
-    return ExerciseResult(out, eid, seed, variants, sorted(manifest["randomized"]), index_path, manifest_path)
+    return ExerciseResult(out, eid, seed, variants, sorted(randomized), index_path, manifest_path)
 
 
 def _check_out_dir(out: Path, eid: str, seed: int) -> None:

@@ -32,7 +32,7 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from xlconv.errors import ExerciseError, VerifyError, WorkbookError, XlconvError
 from xlconv.exercise import MANIFEST, MANIFEST_FORMAT, META_KEY
 from xlconv.record import ROOT_ROLES, Block
 from xlconv.verify import expected_block
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GRADED = ("ok", "edited-inputs")
 STATUSES = {
@@ -184,6 +187,7 @@ class Row:
 
     @property
     def total(self) -> int | None:
+        """The marks added up, or None when the file was not graded."""
         return sum(self.marks.values()) if self.status in GRADED else None
 
 
@@ -198,21 +202,23 @@ class Gradebook:
 
     @property
     def max(self) -> int:
+        """The most marks a submission can get: every answer cell."""
         return sum(self.questions.values())
 
-    def frame(self):
+    def frame(self) -> pd.DataFrame:
         """The gradebook as a pandas DataFrame (one row per submission)."""
         import pandas as pd
 
         records = []
         for r in self.rows:
             graded = r.status in GRADED
-            rec = {"file": _safe_text(r.file), "student_id": _safe_text(r.student_id), "name": _safe_text(r.name),
-                   "variant_seed": r.variant_seed, "status": r.status}
+            rec: dict[str, object] = {"file": _safe_text(r.file), "student_id": _safe_text(r.student_id),
+                                      "name": _safe_text(r.name), "variant_seed": r.variant_seed, "status": r.status}
             for q, n in self.questions.items():
                 rec[question_column(q, n)] = r.marks.get(q) if graded else None
-            rec.update(total=r.total, max=self.max if graded else None,
-                       percent=round(100.0 * r.total / self.max, 1) if graded and self.max else None,
+            total = r.total  # None exactly when the file was not graded
+            rec.update(total=total, max=self.max if graded else None,
+                       percent=round(100.0 * total / self.max, 1) if total is not None and self.max else None,
                        tolerance=self.tolerance, note=_safe_text(r.note))
             records.append(rec)
         df = pd.DataFrame.from_records(records, columns=list(_columns(self)))
@@ -222,10 +228,11 @@ class Gradebook:
 
 
 def question_column(name: str, cells: int) -> str:
+    """The gradebook's column heading of a question: its name and how many cells it has."""
     return f"{name} (of {cells})"
 
 
-def _columns(book: Gradebook):
+def _columns(book: Gradebook) -> Iterator[str]:
     yield from ("file", "student_id", "name", "variant_seed", "status")
     yield from (question_column(q, n) for q, n in book.questions.items())
     yield from ("total", "max", "percent", "tolerance", "note")
@@ -377,12 +384,14 @@ def _recalculated(path: Path, k: Key, ranges: list[str], timeout: float, memory:
 
 
 def _mark(row: Row, read: safety.ReadResult, k: Key, tol: float, variant: dict) -> Row:
+    cells = read.cells
+    assert cells is not None, "_grade_one marks only reads that found the exercise sheet"
     notes: list[str] = []
     edited = []
     for rec in k.inputs:
         want = np.asarray(variant["inputs"][rec.name], dtype=np.float64)
         for c, (g, r) in enumerate(zip(rec.grids, _ranges(rec))):
-            for i, line in enumerate(read.cells[r]):
+            for i, line in enumerate(cells[r]):
                 for j, (value, _) in enumerate(line):
                     a = read_answer(float(value) if isinstance(value, bool) else value)  # ceil_mode cells
                     if a.kind != "number" or abs(a.value - want[c, i, j]) > 1e-9:
@@ -393,7 +402,7 @@ def _mark(row: Row, read: safety.ReadResult, k: Key, tol: float, variant: dict) 
         exp = expected[rec.name]
         right = 0
         for c, (g, r) in enumerate(zip(rec.grids, _ranges(rec))):
-            for i, line in enumerate(read.cells[r]):
+            for i, line in enumerate(cells[r]):
                 for j, (value, _) in enumerate(line):
                     a = read_answer(value)
                     if a.kind == "bad":

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Sequence, Union
+from typing import NoReturn, Sequence, TypeAlias, Union
 
 import numpy as np
 
 from xlconv import reference as ref
 from xlconv.errors import SpecError
 
-Pair = tuple[int, int]
-Shape = tuple[int, int, int]  # (C, H, W)
+Pair: TypeAlias = tuple[int, int]
+Shape: TypeAlias = tuple[int, int, int]  # (C, H, W)
 NORMALIZE = ("lecture", "imagenet")  # the AlexNet workbook's two pre-processing choices
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
 _CELL_LIKE = (re.compile(r"^[A-Za-z]{1,3}[1-9][0-9]*$"), re.compile(r"^[rRcC]\d*$"))
@@ -93,7 +93,7 @@ class Relu:
     kind = "relu"
 
 
-Op = Union[Conv, Pool, Relu]
+Op: TypeAlias = Union[Conv, Pool, Relu]
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class AlexNetSpec:
     kind = "alexnet"
 
 
-Spec = Union[ConvSheetSpec, SizeSheetSpec, AlexNetSpec]
+Spec: TypeAlias = Union[ConvSheetSpec, SizeSheetSpec, AlexNetSpec]
 
 
 def dependency_order(ops: Sequence[Op], grids: Sequence[str]) -> tuple[Op, ...]:
@@ -212,7 +212,7 @@ def op_shape(op: Op, in_shape: Shape, spec: ConvSheetSpec) -> Shape:
 
 def check_shapes(spec: ConvSheetSpec) -> None:
     """Check names, references and sizes the way torch would refuse them, naming the field."""
-    def fail(where: str, msg: str):
+    def fail(where: str, msg: str) -> NoReturn:
         raise SpecError(f"{spec.path}: {where} {msg}")
 
     shapes: dict[str, Shape] = {g.name: _shape3(g.values) for g in spec.grids}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable, TypeAlias
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-Pair = tuple[int, int]
+Pair: TypeAlias = tuple[int, int]
 
 
 def pair(v: int | Iterable[int]) -> Pair:
@@ -45,7 +46,7 @@ def dilate_kernel(w: np.ndarray, dilation: int | Pair) -> np.ndarray:
     return out
 
 
-def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: int | Pair = 1,
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: ArrayLike | None = None, stride: int | Pair = 1,
            padding: int | Pair = 0, dilation: int | Pair = 1) -> np.ndarray:
     """Cross-correlation of x (C, H, W) with weight (O, C, kh, kw) plus bias (O,), like F.conv2d."""
     sh, sw = pair(stride)
@@ -70,7 +71,8 @@ def pool_bounds(i: int, n_in: int, kernel_size: int, stride: int, padding: int, 
     return [t for t in taps if 0 <= t < n_in], end - start
 
 
-def _pool(x: np.ndarray, kernel_size, stride, padding, dilation, ceil_mode, reduce) -> np.ndarray:
+def _pool(x: np.ndarray, kernel_size: int | Pair, stride: int | Pair | None, padding: int | Pair,
+          dilation: int | Pair, ceil_mode: bool, reduce: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     k, s, p, d = pair(kernel_size), pair(stride if stride else kernel_size), pair(padding), pair(dilation)
     _, h, w = x.shape
@@ -85,15 +87,16 @@ def _pool(x: np.ndarray, kernel_size, stride, padding, dilation, ceil_mode, redu
     return out
 
 
-def max_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> np.ndarray:
+def max_pool2d(x: np.ndarray, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0,
+               dilation: int | Pair = 1, ceil_mode: bool = False) -> np.ndarray:
     """Max pooling of (C, H, W) like F.max_pool2d (padding never wins the max)."""
     return _pool(x, kernel_size, stride, padding, dilation, ceil_mode, lambda v, n: v.max(axis=(1, 2)))
 
 
-def avg_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True) -> np.ndarray:
+def avg_pool2d(x: np.ndarray, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True) -> np.ndarray:
     """Average pooling of (C, H, W) like F.avg_pool2d."""
-    def mean(v, n):
+    def mean(v: np.ndarray, n: int) -> np.ndarray:
         return v.sum(axis=(1, 2)) / (n if count_include_pad else v.shape[1] * v.shape[2])
     return _pool(x, kernel_size, stride, padding, 1, ceil_mode, mean)
 
@@ -103,7 +106,7 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(np.asarray(x, dtype=np.float64), 0.0)
 
 
-def normalize(raw: np.ndarray, mean, std) -> np.ndarray:
+def normalize(raw: ArrayLike, mean: ArrayLike, std: ArrayLike) -> np.ndarray:
     """ToTensor() then Normalize(mean, std) of (C, H, W) 0-255 pixels: (x/255 - mean)/std per channel."""
     raw = np.asarray(raw, dtype=np.float64)
     mean = np.asarray(mean, dtype=np.float64).reshape(-1, 1, 1)

@@ -254,10 +254,11 @@ def read_workbook(path: Path, sheet: str, ranges: Sequence[str]) -> ReadResult:
 
 def _classify(exc: BaseException) -> tuple[str, str]:
     """A status for an exception a parser raised on a file that passed the checks."""
-    chain, e = [], exc
-    while e is not None and len(chain) < 10:  # openpyxl wraps parser errors in a ValueError
-        chain.append(e)
-        e = e.__cause__ or e.__context__
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and len(chain) < 10:  # openpyxl wraps parser errors in a ValueError
+        chain.append(link)
+        link = link.__cause__ or link.__context__
     for e in chain:
         if (type(e).__module__ or "").startswith("defusedxml"):
             return "xml-bomb", f"defusedxml refused its XML ({type(e).__name__})"

@@ -295,7 +295,7 @@ def _numeric(f: _Fields, key: str, v: Any) -> np.ndarray:
     if depth not in (2, 3):
         f.fail(key, f"must be a 2-D (rows) or 3-D (channels x rows) array of numbers, got depth {depth}")
 
-    def walk(node, d, where):
+    def walk(node: Any, d: int, where: str) -> None:
         if d == 0:
             if isinstance(node, bool) or not isinstance(node, (int, float)):
                 f.fail(key, f"{where} must be a number, got {_show(node)}")
@@ -370,8 +370,8 @@ def _photo(f: _Fields, base: Path) -> tuple[np.ndarray, str]:
     size = f.pair("size", None, minimum=1) if f.has("size") else None
     p = photo_path(name, base)
     try:
-        with Image.open(p) as im:
-            im = im.convert("L")
+        with Image.open(p) as opened:
+            im = opened.convert("L")
             if crop is not None:
                 if (not isinstance(crop, list) or len(crop) != 4
                         or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in crop)):
@@ -451,9 +451,10 @@ def _size_rows(path: str, tables: Any) -> tuple[SizeRow, ...]:
         f.done()
         rows.append(row)
     # Check the chain the way torch would fail on it.
-    h = None
+    h: int | None = None
     for i, r in enumerate(rows):
         h = r.h_in if r.h_in is not None else h
+        assert h is not None, "layer[0].h_in is required above, so every row has an input height"
         out = ref.out_size(h, r.kernel_size, r.stride, r.padding, r.dilation, r.ceil_mode)
         if out < 1:
             raise SpecError(f"{path}: layer[{i}].kernel_size {r.kernel_size} (dilation {r.dilation}) is larger than "

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # annotations only: the oracle imports nothing of the NumPy reference it checks
+    import torch
+
+    from xlconv.reference import Pair
 
 
-def _t(a):
+def _t(a: ArrayLike) -> torch.Tensor:
     import torch
 
     return torch.as_tensor(np.asarray(a, dtype=np.float64))
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1) -> np.ndarray:
+def conv2d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: int | Pair = 1,
+           padding: int | Pair = 0, dilation: int | Pair = 1) -> np.ndarray:
     """F.conv2d on a (C, H, W) input, in float64."""
     import torch.nn.functional as F
 
@@ -19,7 +28,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1) -> np.ndarray:
     return F.conv2d(_t(x)[None], _t(weight), b, stride=stride, padding=padding, dilation=dilation)[0].numpy()
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> np.ndarray:
+def max_pool2d(x: ArrayLike, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0,
+               dilation: int | Pair = 1, ceil_mode: bool = False) -> np.ndarray:
     """F.max_pool2d on a (C, H, W) input, in float64."""
     import torch.nn.functional as F
 
@@ -27,7 +37,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
                         ceil_mode=ceil_mode)[0].numpy()
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True) -> np.ndarray:
+def avg_pool2d(x: ArrayLike, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True) -> np.ndarray:
     """F.avg_pool2d on a (C, H, W) input, in float64."""
     import torch.nn.functional as F
 
@@ -35,14 +46,14 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
                         count_include_pad=count_include_pad)[0].numpy()
 
 
-def relu(x) -> np.ndarray:
+def relu(x: ArrayLike) -> np.ndarray:
     """F.relu in float64."""
     import torch.nn.functional as F
 
     return F.relu(_t(x)).numpy()
 
 
-def normalize(raw, mean, std) -> np.ndarray:
+def normalize(raw: ArrayLike, mean: ArrayLike, std: ArrayLike) -> np.ndarray:
     """torchvision's Normalize after ToTensor's division by 255, on (C, H, W) 0-255 pixels, in float64."""
     from torchvision.transforms import functional as TF
 
@@ -50,7 +61,8 @@ def normalize(raw, mean, std) -> np.ndarray:
     return TF.normalize(x, [float(m) for m in np.ravel(mean)], [float(s) for s in np.ravel(std)]).numpy()
 
 
-def out_size(h_in, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False) -> int:
+def out_size(h_in: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1,
+             ceil_mode: bool = False) -> int:
     """The output length torch really produces: pooling (ceil_mode) or convolving a zero column."""
     import torch
     import torch.nn.functional as F

@@ -35,6 +35,7 @@ class SheetReport:
 
     @property
     def ok(self) -> bool:
+        """Whether every cell matched and nothing failed."""
         return self.mismatches == 0 and not self.failures
 
 
@@ -49,10 +50,12 @@ class Report:
 
     @property
     def ok(self) -> bool:
+        """Whether every sheet is ok."""
         return all(s.ok for s in self.sheets)
 
     @property
     def cells(self) -> int:
+        """How many cells were checked in all."""
         return sum(s.cells for s in self.sheets)
 
     def lines(self) -> list[str]:
@@ -117,7 +120,7 @@ class _Cells:
 
 
 def _as_float(rows: list[list[Any]]) -> np.ndarray:
-    def num(v):
+    def num(v: Any) -> float:
         return float(v) if isinstance(v, (bool, int, float)) else np.nan
     return np.array([[num(v) for v in row] for row in rows], dtype=np.float64)
 
@@ -162,9 +165,9 @@ def expected_block(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray | Non
     if rec.role == "dilated":
         return [ref.dilate_kernel(cur[info["input"]], info["dilation"])]
     if rec.role == "size":
-        return _expected_size(rec, got)
+        return _expected_size(rec, _own_cells(rec, got))
     if rec.role == "trace":
-        return [_expected_trace(rec, cur, got)]
+        return [_expected_trace(rec, cur, _own_cells(rec, got))]
     if rec.role == "normalize":  # (raw/255 - mean)/std: ToTensor() then Normalize(), from the workbook's cells
         raw, mean, std = cur[info["raw"]], cur[info["mean"]].ravel(), cur[info["std"]].ravel()
         return [ref.normalize(raw, mean, std), tref.normalize(raw, mean, std)]
@@ -188,6 +191,13 @@ def expected_block(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray | Non
     return [ref.relu(x), tref.relu(x)]
 
 
+def _own_cells(rec: Block, got: np.ndarray | None) -> np.ndarray:
+    """The workbook's values of a block that is recomputed from its own cells (size tables, trace panels)."""
+    if got is None:
+        raise VerifyError(f"{rec.name}: a {rec.role} block is recomputed from its own cells, but none were given")
+    return got
+
+
 def _expected_size(rec: Block, got: np.ndarray) -> list[np.ndarray]:
     """The size table's output cell recomputed from its own (possibly edited) parameter cells."""
     v = dict(zip(rec.info["rows"], got.ravel()))
@@ -208,13 +218,16 @@ def _expected_size(rec: Block, got: np.ndarray) -> list[np.ndarray]:
 
 def _expected_size_chain(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray | None) -> list[np.ndarray]:
     """An exercise's size-table answers (H_out, or the lecture's unrounded value) down the chain of layers."""
-    np_vals, torch_vals, h = [], [], None
+    np_vals: list[float] = []
+    torch_vals: list[float] = []
+    h: float | None = None
     for layer, h_in in zip(rec.info["layers"], rec.info["h_in"]):
         p, k, s, d, ceil = (float(x) for x in cur[layer].ravel())
         if h_in:
             h = float(cur[h_in].ravel()[0])
-        if any(np.isnan([h, p, k, s, d, ceil])) or min(k, s, d) < 1 or h is None:
-            np_vals.append(np.nan), torch_vals.append(np.nan)  # a parameter someone blanked or zeroed
+        if h is None or any(np.isnan([h, p, k, s, d, ceil])) or min(k, s, d) < 1:
+            np_vals.append(np.nan)  # a parameter someone blanked or zeroed
+            torch_vals.append(np.nan)
             h = np.nan
             continue
         out = ref.out_size(int(h), int(k), int(s), int(p), int(d), bool(ceil))
@@ -242,7 +255,7 @@ def _expected_trace(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray) -> 
     return expected
 
 
-def _compare(report: SheetReport, rec: Block, got: np.ndarray, exp: np.ndarray, tol: float):
+def _compare(report: SheetReport, rec: Block, got: np.ndarray, exp: np.ndarray, tol: float) -> None:
     if got.shape != exp.shape:
         report.failures.append(f"{rec.name}: block is {got.shape} in the workbook but {exp.shape} by the reference")
         report.mismatches += 1

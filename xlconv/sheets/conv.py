@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeAlias
 
 import numpy as np
 from xlsxwriter.format import Format
@@ -16,7 +16,7 @@ from xlconv import reference as ref
 from xlconv.book import Book, check_formula
 from xlconv.cells import MAX_COLS, MAX_ROWS, Grid, a1
 from xlconv.errors import SpecError
-from xlconv.model import Conv, ConvSheetSpec, Op, Pool, Relu, compute
+from xlconv.model import Conv, ConvSheetSpec, GridSpec, Op, Pool, Relu, compute
 from xlconv.sheets import answers, panels, style
 
 NOTE_COLUMNS = 24
@@ -26,8 +26,8 @@ LABEL_ROWS = 2  # block label, then channel label
 MODES = ("worksheet", "key", "student")
 EXERCISE_INFO_ROW = 3  # student id and variant (left), live score (right)
 DEFAULT_TOLERANCE = 0.005  # largest accepted |typed answer - right answer|: right to 2 decimal places
-Formula = Callable[[int, int], str]
-BandBlock = tuple[str, Sequence[str], tuple[int, int]]  # label, channel labels, (height, width)
+Formula: TypeAlias = Callable[[int, int], str]
+BandBlock: TypeAlias = tuple[str, Sequence[str], tuple[int, int]]  # label, channel labels, (height, width)
 
 
 @dataclass
@@ -38,6 +38,11 @@ class Placed:
     grids: list[Grid]
     values: np.ndarray  # (C, H, W)
     picture: bool = False  # 0-255 pixels, drawn in grayscale
+
+
+# What a conv's self-checks need of its band: the grids its windows slide over, its kernel grids by weight name,
+# its bias cells (None: no bias) and the (dilated) kernel's height and width.
+ConvContext: TypeAlias = tuple[Placed, dict[str, list[Grid]], list[Grid] | None, int, int]
 
 
 class ConvSheet:
@@ -60,8 +65,8 @@ class ConvSheet:
         self.checking = self.exercise and self_check  # a live check grid beside each answer grid, and a score
         self.checks: list[Grid] = []
         self.ops_by_name = {op.name: op for op in spec.ops}
-        self.conv_ctx: dict[str, tuple] = {}
-        self.exprs: dict[tuple, str] = {}
+        self.conv_ctx: dict[str, ConvContext] = {}
+        self.exprs: dict[tuple[str, int, int, int], str] = {}  # (grid or op, channel, row, column) -> expression
 
     # -- layout helpers -------------------------------------------------------------------------
 
@@ -69,16 +74,19 @@ class ConvSheet:
         """Columns a block takes, wide enough that its label is not cut by the next one."""
         return max(width, math.ceil(len(label) / 6.0)) + 1
 
-    def check_fits(self, grid: Grid, where: str):
+    def check_fits(self, grid: Grid, where: str) -> None:
+        """SpecError naming where when grid would reach past Excel's last row or column."""
         if not grid.fits():
             raise SpecError(f"{self.spec.path}: {where} does not fit a worksheet: it would reach cell "
                             f"{a1(min(grid.bottom, MAX_ROWS - 1), min(grid.right, MAX_COLS - 1))} past Excel's "
                             f"{MAX_ROWS:,} rows x {MAX_COLS:,} columns")
 
-    def label(self, row: int, col: int, text: str, bold: bool = True):
+    def label(self, row: int, col: int, text: str, bold: bool = True) -> None:
+        """A block's label in small type at (row, col)."""
         self.ws.write_string(row, col, text, self.book.fmt(bold=bold, font_size=10))
 
-    def write_grid(self, grid: Grid, role: str, values: np.ndarray, formula=None, fmt=None):
+    def write_grid(self, grid: Grid, role: str, values: np.ndarray, formula: Formula | None = None,
+                   fmt: Format | None = None) -> None:
         """Write a grid of constants, or of formulas formula(i, j) with their NumPy values cached."""
         fmt = fmt or style.cell(self.book, role, style.num_format(values))
         for i in range(grid.height):
@@ -93,7 +101,7 @@ class ConvSheet:
                                                               f"{a1(r, c)}"), fmt, style.cached(v))
         self.max_col = max(self.max_col, grid.right)
 
-    def band(self, blocks: list[tuple[str, list[str], tuple[int, int]]], start_col: int = 1) -> list[list[Grid]]:
+    def band(self, blocks: Sequence[BandBlock], start_col: int = 1) -> list[list[Grid]]:
         """Place blocks (label, channel labels, (h, w)) side by side below the cursor."""
         top = self.row + LABEL_ROWS
         col = start_col
@@ -116,7 +124,7 @@ class ConvSheet:
 
     # -- sheet parts ----------------------------------------------------------------------------
 
-    def build(self):
+    def build(self) -> None:
         """Write the whole sheet."""
         self._header()
         self._inputs()
@@ -129,7 +137,7 @@ class ConvSheet:
                 self._relu(op)
         self._finish()
 
-    def _header(self):
+    def _header(self) -> None:
         s, b = self.spec, self.book
         title = s.title + {"worksheet": "", "key": " (answer key)", "student": " (exercise)"}[self.mode]
         self.ws.write_string(0, 1, title, b.fmt(bold=True, font_size=16))
@@ -158,11 +166,12 @@ class ConvSheet:
                 self.ws.write_string(EXERCISE_INFO_ROW, 1, self.info, b.fmt(bold=True, font_size=10, valign="vcenter"))
         self.row = 4
 
-    def _inputs(self):
+    def _inputs(self) -> None:
         self.label(self.row, 1, "Inputs and kernels: typed numbers, change any of them", bold=True)
         self.row += 1
         used_as_kernel = {w for op in self.spec.ops if isinstance(op, Conv) for w in op.weight}
-        blocks, grids = [], []
+        blocks: list[BandBlock] = []
+        grids: list[GridSpec] = []
         for g in self.spec.grids:
             c, h, w = g.values.shape
             label = f"{g.label} ({'x'.join(map(str, g.values.shape if c > 1 else (h, w)))})"
@@ -178,12 +187,13 @@ class ConvSheet:
             self.book.record(g.name, role, self.spec.sheet, placed, label=g.label, source=g.source,
                              exercise=list(g.exercise) if g.exercise else None)
 
-    def op_title(self, op, text: str):
+    def op_title(self, op: Op, text: str) -> None:
+        """The op's heading line (its label = the torch call it mirrors); moves the cursor down a row."""
         self.ws.write_string(self.row, 1, f"{op.label}   =   {text}", self.book.fmt(bold=True, font_size=12,
                                                                                    font_color="#1F4E79"))
         self.row += 1
 
-    def _conv(self, op: Conv):
+    def _conv(self, op: Conv) -> None:
         spec, book = self.spec, self.book
         src = self.placed[op.input]
         c_in = len(src.grids)
@@ -192,17 +202,18 @@ class ConvSheet:
         bias_txt = "None" if op.bias is None else f"{op.name}_bias"
         self.op_title(op, f"F.conv2d({op.input}, weight=[{weights}], bias={bias_txt}, stride={torch_arg(op.stride)}, "
                            f"padding={torch_arg(op.padding)}, dilation={torch_arg(op.dilation)})")
-        blocks, kinds = [], []
+        blocks: list[BandBlock] = []
+        kinds: list[str | tuple[str, str]] = []  # "padded", ("dilated", weight), "bias", "output", "check"
         padded_vals = ref.pad(src.values, op.padding)
         if op.padding != (0, 0):
-            blocks.append((f"{op.input} padded by {torch_arg(op.padding)}", channel_labels(c_in), padded_vals.shape[1:]))
+            blocks.append((f"{op.input} padded by {torch_arg(op.padding)}", channel_labels(c_in), _hw(padded_vals)))
             kinds.append("padded")
-        dil_vals = {}
+        dil_vals: dict[str, np.ndarray] = {}
         if op.dilation != (1, 1):
             for wname in op.weight:
                 dil_vals[wname] = ref.dilate_kernel(self.values[wname], op.dilation)
                 blocks.append((f"{wname} dilated by {torch_arg(op.dilation)}", channel_labels(c_in),
-                               dil_vals[wname].shape[1:]))
+                               _hw(dil_vals[wname])))
                 kinds.append(("dilated", wname))
         if op.bias is not None:
             blocks.append(("bias", [""] * len(op.weight), (1, 1)))
@@ -249,9 +260,11 @@ class ConvSheet:
                 dh, dw = op.dilation
                 for k, g in enumerate(grids):
                     vals = dil_vals[wname][k]
-                    self.write_grid(g, "kernel", vals,
-                                     lambda i, j, k=k: fx.copy(raw[k].cell(i // dh, j // dw))
-                                     if i % dh == 0 and j % dw == 0 else "=0")
+
+                    def tap(i: int, j: int, k: int = k) -> str:
+                        return fx.copy(raw[k].cell(i // dh, j // dw)) if i % dh == 0 and j % dw == 0 else "=0"
+
+                    self.write_grid(g, "kernel", vals, tap)
                 name = f"{op.name}_{wname}_dilated"
                 self.book.record(name, "dilated", spec.sheet, grids, input=wname, dilation=list(op.dilation))
                 kernels[wname] = grids
@@ -259,6 +272,7 @@ class ConvSheet:
                 kernels[wname] = self.placed[wname].grids
         bias_cells = placed.get("bias")
         if bias_cells:
+            assert op.bias is not None, "the bias block is placed only for a conv with a bias"
             bias_fmt = style.cell(book, "bias", style.num_format(np.array(op.bias)))
             for value, g in zip(op.bias, bias_cells):
                 self.write_grid(g, "bias", np.array([[value]]), fmt=bias_fmt)
@@ -271,7 +285,7 @@ class ConvSheet:
             kgrids = kernels[op.weight[oc]]
             bias_ref = bias_cells[oc].cell(0, 0, absolute=True) if bias_cells else None
 
-            def formula(i, j, kgrids=kgrids, bias_ref=bias_ref):
+            def formula(i: int, j: int, kgrids: list[Grid] = kgrids, bias_ref: str | None = bias_ref) -> str:
                 r0, c0 = i * op.stride[0], j * op.stride[1]
                 wins = [wg.window(r0, c0, eh, ew).ref() for wg in window_src.grids]
                 return fx.conv(wins, [kg.ref(absolute=True) for kg in kgrids], bias_ref)
@@ -292,7 +306,7 @@ class ConvSheet:
         if not self.exercise:  # the trace panel computes answers: not on exercise sheets
             panels.trace(self, op, window_src, kernels, bias_cells, out_grids)
 
-    def _pool(self, op: Pool):
+    def _pool(self, op: Pool) -> None:
         src = self.placed[op.input]
         out_vals = self.values[op.name]
         c, oh, ow = out_vals.shape
@@ -308,7 +322,7 @@ class ConvSheet:
         for k, g in enumerate(grids):
             sg = src.grids[k]
 
-            def formula(i, j, sg=sg):
+            def formula(i: int, j: int, sg: Grid = sg) -> str:
                 return "=" + self.pool_formula(op, i, j, lambda rows, cols: (
                     [sg.window(rows[0], cols[0], len(rows), len(cols)).ref()] if op.dilation == (1, 1)
                     else [sg.cell(r, cc) for r in rows for cc in cols]))
@@ -327,7 +341,7 @@ class ConvSheet:
         right = (checks[0] if checks else grids)[-1].right
         panels.size_table(self, op, src, grids, kernel=op.kernel_size, top=grids[0].top, left=right + 2)
 
-    def pool_formula(self, op: Pool, i: int, j: int, cells_of) -> str:
+    def pool_formula(self, op: Pool, i: int, j: int, cells_of: Callable[[list[int], list[int]], list[str]]) -> str:
         """One pooling cell without its "=": cells_of(rows, cols) names the input cells of the window."""
         _, h, w = self.values[op.input].shape
         rows, nh = ref.pool_bounds(i, h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0])
@@ -339,7 +353,7 @@ class ConvSheet:
             divisor = None if n == len(rows) * len(cols) else n
         return fx.pool(op.mode, cells, divisor)[1:]
 
-    def _relu(self, op: Relu):
+    def _relu(self, op: Relu) -> None:
         src = self.placed[op.input]
         out_vals = self.values[op.name]
         c, h, w = out_vals.shape
@@ -350,11 +364,15 @@ class ConvSheet:
         grids, *checks = self.band(blocks)
         fmt = style.cell(self.book, "output", style.num_format(out_vals))
         for k, g in enumerate(grids):
+            sg = src.grids[k]
+
+            def formula(i: int, j: int, sg: Grid = sg) -> str:
+                return fx.relu(sg.cell(i, j))
+
             if self.exercise:
-                answers.answer(self, op, k, g, out_vals[k], lambda i, j, sg=src.grids[k]: fx.relu(sg.cell(i, j)),
-                             checks[0] if checks else None)
+                answers.answer(self, op, k, g, out_vals[k], formula, checks[0] if checks else None)
                 continue
-            self.write_grid(g, "output", out_vals[k], lambda i, j, sg=src.grids[k]: fx.relu(sg.cell(i, j)), fmt)
+            self.write_grid(g, "output", out_vals[k], formula, fmt)
             style.heatmap(self.ws, g, out_vals)
         self.placed[op.name] = Placed(op.name, grids, out_vals)
         self.book.record(op.name, self.output_role, self.spec.sheet, grids, op="relu", input=op.input,
@@ -365,6 +383,7 @@ class ConvSheet:
 
     @property
     def output_role(self) -> str:
+        """The role an op's output block is recorded under: "answer" on a student's sheet, else "output"."""
         return "answer" if self.mode == "student" else "output"
 
     def _finish(self) -> None:
@@ -378,6 +397,12 @@ class ConvSheet:
         for r in sorted(self.grid_rows):
             ws.set_row(r, style.GRID_ROW_HEIGHT)
         style.page_setup(ws)
+
+
+def _hw(values: np.ndarray) -> tuple[int, int]:
+    """(H, W) of a (C, H, W) array."""
+    _, h, w = values.shape
+    return (h, w)
 
 
 def channel_labels(c: int) -> list[str]:

@@ -14,10 +14,10 @@ from xlconv.model import Conv, Pool
 from xlconv.sheets import style
 
 if TYPE_CHECKING:
-    from xlconv.sheets.conv import ConvSheet, Placed
+    from xlconv.sheets.conv import BandBlock, ConvSheet, Placed
 
-def size_table(sheet: ConvSheet, op, src: Placed, out_grids: list[Grid], kernel, top: int, left: int,
-                kernel_grid: Grid | None = None):
+def size_table(sheet: ConvSheet, op: Conv | Pool, src: Placed, out_grids: list[Grid], kernel: tuple[int, int],
+               top: int, left: int, kernel_grid: Grid | None = None) -> None:
     """Output height and width as live formulas of the input size, kernel, stride, padding, dilation."""
     b, ws = sheet.book, sheet.ws
     first, last = src.grids[0].cell(0, 0), src.grids[0].cell(src.grids[0].height - 1, src.grids[0].width - 1)
@@ -49,6 +49,7 @@ def size_table(sheet: ConvSheet, op, src: Placed, out_grids: list[Grid], kernel,
                 f = fx.rows_of(kf, kl) if axis == 0 else fx.columns_of(kf, kl)
                 ws.write_formula(r, c, f, style.cell(b, "kernel", "0"), kernel[axis])
             elif key == "ceil":
+                assert isinstance(op, Pool), "only pooling has a ceil_mode row"
                 ws.write_boolean(r, c, op.ceil_mode, style.cell(b, "param", style.BOOLEAN_FORMAT))
             elif key == "out":
                 i, k, s, p, d = (cells[x][axis] for x in ("in", "k", "s", "p", "d"))
@@ -68,7 +69,8 @@ def size_table(sheet: ConvSheet, op, src: Placed, out_grids: list[Grid], kernel,
     sheet.row = max(sheet.row, top + len(entries) + 2)
 
 
-def trace(sheet: ConvSheet, op: Conv, window_src: Placed, kernels: dict[str, list[Grid]], bias_cells, out_grids):
+def trace(sheet: ConvSheet, op: Conv, window_src: Placed, kernels: dict[str, list[Grid]], bias_cells: list[Grid] | None,
+          out_grids: list[Grid]) -> None:
     """Step-by-step panel: pick an output cell; see its window, the products, and their sum."""
     b, ws = sheet.book, sheet.ws
     c_in = len(window_src.grids)
@@ -81,7 +83,8 @@ def trace(sheet: ConvSheet, op: Conv, window_src: Placed, kernels: dict[str, lis
     sheet.row += 1
     pick_row = sheet.row
     pick_fmt = style.cell(b, "pick", "0", bold=True, border=2, locked=False)
-    picks, pick_grids = {}, []
+    picks: dict[str, str] = {}
+    pick_grids: list[Grid] = []
     col = 1
     for key, limit in (("filter", n_out), ("row", oh), ("column", ow)):
         ws.merge_range(pick_row, col, pick_row, col + 1, key, b.fmt(align="right", font_size=10))
@@ -95,13 +98,13 @@ def trace(sheet: ConvSheet, op: Conv, window_src: Placed, kernels: dict[str, lis
     sheet.grid_rows.add(pick_row)
     sheet.row += 2
     o_ref, r_ref, c_ref = picks["filter"], picks["row"], picks["column"]
-    blocks = []
+    blocks: list[BandBlock] = []
     for k in range(c_in):
         ch = f" ch {k}" if c_in > 1 else ""
         blocks += [(f"window{ch}", [""], (eh, ew)), (f"kernel{ch}", [""], (eh, ew)),
                    (f"products{ch}", [""], (eh, ew))]
     placed = sheet.band(blocks)
-    sums = []
+    sums: list[Grid] = []
     win_vals = sheet.values[op.input]
     padded = ref.pad(win_vals, op.padding)
     kvals = ref.dilate_kernel(sheet.values[op.weight[0]], op.dilation)
@@ -135,7 +138,7 @@ def trace(sheet: ConvSheet, op: Conv, window_src: Placed, kernels: dict[str, lis
     bias_val = op.bias[0] if op.bias else 0.0
     total = sum(per_channel) + bias_val
     r = top
-    sum_cells = []
+    sum_cells: list[str] = []
     for k, pg in enumerate(sums):
         ws.merge_range(r, left, r, left + 2, f"sum of products ch {k}" if c_in > 1 else "sum of products",
                        label_fmt)

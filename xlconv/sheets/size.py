@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
+
+from xlsxwriter.format import Format
+from xlsxwriter.worksheet import Worksheet
 
 from xlconv import formulas as fx
 from xlconv import reference as ref
@@ -27,7 +31,8 @@ COLUMNS = [  # (key, heading, width)
 TABLE_TOP = 5
 
 
-def _table(book: Book, spec: SizeSheetSpec, columns, title: str, note: str):
+def _table(book: Book, spec: SizeSheetSpec, columns: Sequence[tuple[str, str, int]], title: str,
+           note: str) -> tuple[Worksheet, dict[str, int]]:
     """A new sheet with the title, the note and the table's column headings; returns it and the column map."""
     ws = book.wb.add_worksheet(spec.sheet)
     col = {key: i + 1 for i, (key, _, _) in enumerate(columns)}
@@ -43,7 +48,7 @@ def _table(book: Book, spec: SizeSheetSpec, columns, title: str, note: str):
     return ws, col
 
 
-def _formats(book: Book):
+def _formats(book: Book) -> tuple[Format, Format, Format]:
     """Formats of the table's text, remark and parameter cells."""
     return (book.fmt(font_size=10, valign="vcenter"), book.fmt(font_size=9, valign="vcenter", text_wrap=True,
                                                                 italic=True), style.cell(book, "param", "0"))
@@ -57,7 +62,7 @@ def build_sheet(book: Book, spec: SizeSheetSpec, mode: str = "worksheet", self_c
     note = spec.note + " Yellow cells are parameters: change them and the sizes below follow."
     ws, col = _table(book, spec, COLUMNS, spec.title, note)
     text, wrap, param = _formats(book)
-    h = None
+    h: int | None = None
     for n, row in enumerate(spec.rows):
         r = TABLE_TOP + n
         ws.set_row(r, 30)
@@ -70,6 +75,7 @@ def build_sheet(book: Book, spec: SizeSheetSpec, mode: str = "worksheet", self_c
         else:
             # Chained: this layer's input is the previous layer's output.
             ws.write_formula(r, col["in"], fx.copy(a1(r - 1, col["out"])), style.cell(book, "input", "0"), h)
+        assert h is not None, "spec.py requires layer[0].h_in, so every row has an input height"
         for key, value in (("p", row.padding), ("k", row.kernel_size), ("s", row.stride), ("d", row.dilation)):
             ws.write_number(r, col[key], value, param)
         ws.write_boolean(r, col["ceil"], row.ceil_mode, style.cell(book, "param", style.BOOLEAN_FORMAT))
@@ -95,9 +101,9 @@ EXERCISE_INFO_ROW = 2
 PARAMS = ("p", "k", "s", "d", "ceil")  # contiguous columns, in COLUMNS order
 
 
-def layer_inputs(spec: SizeSheetSpec) -> dict[str, list]:
+def layer_inputs(spec: SizeSheetSpec) -> dict[str, list[list[list[int]]]]:
     """The typed cells of an exercise's size sheet as blocks: each layer's parameters, and its typed H_in."""
-    out = {}
+    out: dict[str, list[list[list[int]]]] = {}
     for n, row in enumerate(spec.rows):
         out[f"layer{n}"] = [[[row.padding, row.kernel_size, row.stride, row.dilation, int(row.ceil_mode)]]]
         if row.h_in is not None:
@@ -105,7 +111,8 @@ def layer_inputs(spec: SizeSheetSpec) -> dict[str, list]:
     return out
 
 
-def _exercise_sheet(book: Book, spec: SizeSheetSpec, mode: str, self_check: bool, tolerance: float, info: str):
+def _exercise_sheet(book: Book, spec: SizeSheetSpec, mode: str, self_check: bool, tolerance: float,
+                    info: str) -> None:
     checking = self_check
     columns = list(COLUMNS)
     if checking:
@@ -131,7 +138,7 @@ def _exercise_sheet(book: Book, spec: SizeSheetSpec, mode: str, self_check: bool
     answer_fmt = {key: (style.cell(book, "answer", "0.00" if key == "lecture" else "0", bold=True) if key_mode
                         else style.cell(book, "answer", "General", bold=True, locked=False)) for key in ("lecture", "out")}
     check_fmt = style.cell(book, "check", "@", bold=True, font_size=12)
-    h = None
+    h: int | None = None
     h_expr = ""
     checks: list[Grid] = []
     n_rows = len(spec.rows)
@@ -149,6 +156,7 @@ def _exercise_sheet(book: Book, spec: SizeSheetSpec, mode: str, self_check: bool
             # Chained: the previous layer's output, as typed by the student (a formula of the answer above).
             ws.write_formula(r, col["in"], fx.copy(a1(r - 1, col["out"])), style.cell(book, "input", "0"),
                              h if key_mode else 0)
+        assert h is not None, "spec.py requires layer[0].h_in, so every row has an input height"
         for key, value in (("p", row.padding), ("k", row.kernel_size), ("s", row.stride), ("d", row.dilation)):
             ws.write_number(r, col[key], value, param)
         ws.write_boolean(r, col["ceil"], row.ceil_mode, style.cell(book, "param", style.BOOLEAN_FORMAT))
@@ -160,9 +168,9 @@ def _exercise_sheet(book: Book, spec: SizeSheetSpec, mode: str, self_check: bool
         out = ref.out_size(h, row.kernel_size, row.stride, row.padding, row.dilation, row.ceil_mode)
         lecture_f = fx.lecture_out_size(cells["in"], cells["k"], cells["s"], cells["p"])
         out_f = fx.out_size(cells["in"], cells["k"], cells["s"], cells["p"], cells["d"], cells["ceil"])
-        for key, f, value in (("lecture", lecture_f, raw), ("out", out_f, out)):
+        for key, f, cached in (("lecture", lecture_f, raw), ("out", out_f, out)):
             if key_mode:
-                ws.write_formula(r, col[key], f, answer_fmt[key], value)
+                ws.write_formula(r, col[key], f, answer_fmt[key], cached)
             else:
                 ws.write_blank(r, col[key], None, answer_fmt[key])
         # The right values from the typed parameters only: the chain is followed through expressions, never
