@@ -40,7 +40,7 @@ PY = sys.executable
 BASELINE = r"""
 import sys, torch, torchvision
 from torchvision.models import alexnet, AlexNet_Weights
-from xlconv.alexnet import preprocess
+from xlconv.torchnet import preprocess
 weights = sys.argv[1]
 if weights == "random":
     torch.manual_seed(0)
@@ -59,9 +59,9 @@ with torch.no_grad():
 SPLIT = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from xlconv import alexnet
+from xlconv import torchnet
 from xlconv.sheets import alexnet as sheets
-data = alexnet.run(weights=sys.argv[1], channels=sys.argv[3])
+data = torchnet.run(weights=sys.argv[1], channels=sys.argv[3])
 t1 = time.perf_counter()
 sheets.write(data, sys.argv[2])
 t2 = time.perf_counter()
@@ -75,11 +75,14 @@ import numpy as np
 t0 = time.perf_counter()
 writer, npz, out = sys.argv[1], sys.argv[2], sys.argv[3]
 z = np.load(npz)
-from xlconv.sheets.alexnet import Layout, K, STRIDE, PADDED, PADDING, SIZE, CONV, POOLED, POOL_K, POOL_S
-from xlconv.alexnet import Run
+from xlconv.sheets.alexnet import Layout
+from xlconv.torchnet import Geometry, Run
 from xlsxwriter.utility import xl_col_to_name
 chans = tuple(int(c) for c in z["channels"])
-L = Layout(Run(None, None, chans, z["weight"], z["bias"], None, None, None, [], [], "", 0))
+geo = Geometry(*(int(v) for v in z["geometry"]))  # the model's conv1 and pooling, saved with the arrays
+K, STRIDE, PADDING, SIZE = geo.kernel, geo.stride, geo.padding, geo.size
+POOL_K, POOL_S, PADDED, CONV, POOLED = geo.pool_kernel, geo.pool_stride, geo.padded, geo.conv, geo.pooled
+L = Layout(Run(None, None, chans, geo, z["weight"], z["bias"], None, None, None, [], [], "", 0))
 n = len(chans)
 width = max(L.in_left[2] + PADDED, L.maps_area("conv").right + 1)
 col = [xl_col_to_name(c) for c in range(width + 40)]
@@ -235,12 +238,12 @@ def main(argv=None) -> int:
         # Arrays for the other writers.
         npz = tmp / "arrays.npz"
         subprocess.run([PY, "-c", (
-            "import sys, numpy as np\nfrom xlconv import alexnet\n"
-            "d = alexnet.run(weights=sys.argv[1], channels=sys.argv[3])\n"
+            "import dataclasses, sys, numpy as np\nfrom xlconv import torchnet\n"
+            "d = torchnet.run(weights=sys.argv[1], channels=sys.argv[3])\n"
             "c = list(d.channels)\n"
             "np.savez(sys.argv[2], x=d.photo.tensor, weight=d.weight, bias=d.bias, conv=d.conv[c], relu=d.relu[c], "
-            "pool=d.pool[c], channels=np.array(c))\n"), a.weights, str(npz), a.channels], check=True, cwd=ROOT,
-            env=env)
+            "pool=d.pool[c], channels=np.array(c), geometry=np.array(dataclasses.astuple(d.geometry)))\n"),
+            a.weights, str(npz), a.channels], check=True, cwd=ROOT, env=env)
         print("(b) openpyxl", file=sys.stderr)
         other = repeat("(b)", n, [PY, "-c", OTHER_WRITER, "openpyxl", str(npz), str(tmp / "openpyxl.xlsx")], env)
         other_size = (tmp / "openpyxl.xlsx").stat().st_size / 1e6

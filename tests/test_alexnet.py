@@ -23,17 +23,18 @@ from openpyxl.utils import get_column_letter
 from PIL import Image
 from torchvision import transforms
 
-from xlconv import alexnet, cli
-from xlconv.build import build_all
+from xlconv import cli, torchnet
+from xlconv.build import alexnet_workbook, build, build_all
 from xlconv.engine import recalculate
 from xlconv.errors import PretrainedUnavailable, SpecError, WeightsError
 from xlconv.formulas import ALLOWED_FUNCTIONS
-from xlconv.spec import AlexNetSpec, loads
+from xlconv.model import AlexNetSpec
+from xlconv.spec import channels_text, check_channels, loads, parse_channels
 from xlconv.verify import check, read_records
 
 SHEETS = ["Preprocess", "Filters", "conv1", "Trace", "Shapes", "Predictions"]
 TOL = 1e-4
-GRACE = alexnet.image_path(None)
+GRACE = torchnet.image_path(None)
 
 
 # -- independent references ---------------------------------------------------------------------------
@@ -154,17 +155,17 @@ def built(tmp_path_factory):
     """Three small workbooks: --weights random --seed, a state_dict file, and the torchvision cache path."""
     tmp = tmp_path_factory.mktemp("alexnet")
     out = {}
-    out["random"] = alexnet.build_workbook(tmp / "random.xlsx", weights="random", seed=SEED, channels=CHANNELS)
+    out["random"] = alexnet_workbook(tmp / "random.xlsx", weights="random", seed=SEED, channels=CHANNELS)
     sd = tmp / "seed11.pth"
     torch.save(seeded_model(11).state_dict(), sd)
-    out["file"] = alexnet.build_workbook(tmp / "file.xlsx", weights=str(sd), channels="1-2")
+    out["file"] = alexnet_workbook(tmp / "file.xlsx", weights=str(sd), channels="1-2")
     home = tmp / "torch-home"
     (home / "hub" / "checkpoints").mkdir(parents=True)
-    torch.save(seeded_model(13).state_dict(), home / "hub" / "checkpoints" / alexnet.CHECKPOINT)
+    torch.save(seeded_model(13).state_dict(), home / "hub" / "checkpoints" / torchnet.CHECKPOINT)
     mp = pytest.MonkeyPatch()
     mp.setenv("TORCH_HOME", str(home))
     try:
-        out["cache"] = alexnet.build_workbook(tmp / "cache.xlsx", weights="pretrained", channels="3")
+        out["cache"] = alexnet_workbook(tmp / "cache.xlsx", weights="pretrained", channels="3")
     finally:
         mp.undo()
     out["home"] = home
@@ -183,18 +184,19 @@ def recalculated(built, tmp_path_factory):
 
 
 def test_parse_channels():
-    assert alexnet.parse_channels(None) == tuple(range(64))
-    assert alexnet.parse_channels("0-63") == tuple(range(64))
-    assert alexnet.parse_channels("9-11, 0,5,5") == (0, 5, 9, 10, 11)
-    assert alexnet.parse_channels([3, 1]) == (1, 3)
-    assert alexnet.channels_text((0, 1, 2, 5, 7, 8)) == "0-2,5,7-8"
+    filters = torchvision.models.alexnet(weights=None).features[0].out_channels  # 64
+    assert parse_channels(None) is None and check_channels(None, filters) == tuple(range(64))
+    assert check_channels(parse_channels("0-63"), filters) == tuple(range(64))
+    assert parse_channels("9-11, 0,5,5") == (0, 5, 9, 10, 11)
+    assert parse_channels([3, 1]) == (1, 3)
+    assert channels_text((0, 1, 2, 5, 7, 8)) == "0-2,5,7-8"
     for bad in ("64", "3-1", "a", "", "1-", [True], []):
         with pytest.raises(SpecError):
-            alexnet.parse_channels(bad)
+            check_channels(parse_channels(bad), filters)
 
 
 def test_preprocessing_is_torchvisions():
-    photo = alexnet.preprocess(None, "lecture")
+    photo = torchnet.preprocess(None, "lecture")
     assert np.array_equal(photo.tensor, lecture_tensor().numpy())
     assert photo.original_size == (512, 600)
     assert photo.resized_size == (224, 262)
@@ -202,7 +204,7 @@ def test_preprocessing_is_torchvisions():
     # ToTensor/Normalize of the stored crop pixels gives the tensor again.
     again = (photo.pixels.transpose(2, 0, 1).astype(np.float32) / 255 - 0.5) / 0.5
     assert np.abs(again - photo.tensor).max() < 1e-6
-    imagenet = alexnet.preprocess(None, "imagenet")
+    imagenet = torchnet.preprocess(None, "imagenet")
     t = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.transforms()
     assert imagenet.mean == tuple(t.mean) and imagenet.std == tuple(t.std)
     assert np.array_equal(imagenet.tensor, lecture_tensor(GRACE, t.mean, t.std).numpy())
@@ -211,7 +213,7 @@ def test_preprocessing_is_torchvisions():
 def test_layer_shapes_are_the_forward_hooks_shapes():
     model = seeded_model(0)
     x = lecture_tensor()[None]
-    shapes = alexnet.layer_shapes(model, x)
+    shapes = torchnet.layer_shapes(model, x)
     names = [s.name for s in shapes]
     assert names == [f"features.{i}" for i in range(13)] + ["avgpool", "flatten"] + \
         [f"classifier.{i}" for i in range(7)]
@@ -235,12 +237,19 @@ def test_spec_parsing(tmp_path):
     for text, field in (('kind = "alexnet"\nchanels = "0-3"\n', "chanels"),
                         ('kind = "alexnet"\nnormalize = "zscore"\n', "normalize"),
                         ('kind = "alexnet"\nseed = -1\n', "seed"),
-                        ('kind = "alexnet"\nchannels = "0-99"\n', "channels"),
+                        ('kind = "alexnet"\nchannels = "3-1"\n', "channels"),
                         ('kind = "alexnet"\nsheet = "x"\n', "sheet")):
         with pytest.raises(SpecError) as e:
             loads(text, "ws/x.toml", tmp_path)
         msg = str(e.value)
         assert msg.startswith("ws/x.toml") and field in msg and "\n" not in msg
+    # A channel past conv1's 64 filters is known once the model is loaded: the same one-line error, no file.
+    spec = loads('kind = "alexnet"\nweights = "random"\nchannels = "0-99"\n', "ws/x.toml", tmp_path)
+    with pytest.raises(SpecError) as e:
+        build(spec, tmp_path / "out")
+    msg = str(e.value)
+    assert msg.startswith("ws/x.toml") and "channels" in msg and "99" in msg and "\n" not in msg
+    assert not (tmp_path / "out" / "x.xlsx").exists()
 
 
 def test_shipped_spec_is_the_default_workbook():
@@ -291,14 +300,14 @@ def test_pretrained_offline_nothing_cached_is_one_line_and_exit_2(tmp_path, monk
     assert str(expected) in lines[0] and "Traceback" not in captured.err
     assert not out.exists() and not list((tmp_path / "out").glob("*"))
     with pytest.raises(PretrainedUnavailable):
-        alexnet.load_model("pretrained")
+        torchnet.load_model("pretrained")
 
 
 def test_xlconv_build_falls_back_to_untrained_and_builds_the_others(tmp_path, monkeypatch, capsys):
     _offline(monkeypatch, tmp_path / "empty-torch-home")
     spec = tmp_path / "alexnet-small.toml"
     spec.write_text('kind = "alexnet"\nchannels = "0"\nseed = 2\n')
-    toy = Path(__file__).parent.parent / "worksheets" / "lee-6x6.toml"
+    toy = Path(__file__).parent.parent / "xlconv" / "worksheets" / "lee-6x6.toml"
     paths = build_all([toy, spec], tmp_path / "build")
     err = capsys.readouterr().err
     assert [p.name for p in paths] == ["lee-6x6.xlsx", "alexnet-small.xlsx"]
@@ -320,7 +329,7 @@ def test_bad_state_dict_files_are_one_line_errors(tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1 and str(path.name) in err
         assert not out.exists()
     with pytest.raises(WeightsError):
-        alexnet.load_model(str(other))
+        torchnet.load_model(str(other))
 
 
 def test_unreadable_image_is_a_one_line_error(tmp_path, capsys):
@@ -384,7 +393,8 @@ def test_filters_sheet_holds_the_weights_and_draws_them(built):
     from xlconv.sheets.alexnet import Layout
 
     fills = cell_fills(built["random"], "Filters")
-    layout = Layout(alexnet.Run(None, None, (0, 5, 63), w, b, None, None, None, [], [], "", 0))
+    geometry = torchnet.geometry(seeded_model(SEED))
+    layout = Layout(torchnet.Run(None, None, (0, 5, 63), geometry, w, b, None, None, None, [], [], "", 0))
     lecture = np.clip(w.transpose(0, 2, 3, 1) * 0.5 + 0.5, 0, 1)
     lo, hi = w.min(axis=(1, 2, 3)), w.max(axis=(1, 2, 3))
     minmax = (w.transpose(0, 2, 3, 1) - lo[:, None, None, None]) / (hi - lo)[:, None, None, None]
@@ -418,6 +428,36 @@ def test_cached_values_are_torchs(built):
         assert np.abs(block(rows, recs[name].grids) - exp[ch]).max() < 1e-5
 
 
+def test_the_sheets_follow_the_models_geometry(tmp_path, monkeypatch):
+    """conv1 without padding and a 3/3 pooling: every size on the sheets comes from model.features, none restated."""
+    real = torchnet.load_model
+
+    def changed(weights="pretrained", seed=0):
+        model, w = real(weights, seed)
+        old = model.features[0]
+        conv = torch.nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=0)
+        conv.load_state_dict(old.state_dict())
+        model.features[0], model.features[2] = conv, torch.nn.MaxPool2d(kernel_size=3, stride=3)
+        return model, w
+
+    monkeypatch.setattr(torchnet, "load_model", changed)
+    path = alexnet_workbook(tmp_path / "geo.xlsx", weights="random", seed=SEED, channels="0,63")
+    model, _ = changed("random", SEED)
+    recs = records(path)
+    rows = sheet_rows(path, "conv1")
+    assert block(rows, recs["conv1_input"].grids).shape == (3, 224, 224)  # no ring
+    assert (recs["pool1"].info["kernel_size"], recs["pool1"].info["stride"]) == ([3, 3], [3, 3])
+    for name, exp in zip(("conv1", "relu1", "pool1"), features(model, lecture_tensor())):
+        got = block(rows, recs[name].grids)
+        assert got.shape == exp[[0, 63]].shape == ((2, 54, 54) if name != "pool1" else (2, 18, 18)), name
+        assert np.abs(got - exp[[0, 63]]).max() < 1e-5, name
+    text = " ".join(str(v) for sheet in ("conv1", "Trace", "Shapes") for row in sheet_rows(path, sheet)[:8]
+                    for v in row if isinstance(v, str))
+    for needle in ("Conv2d(3, 64, kernel_size=(11, 11), stride=(4, 4), padding=(0, 0))", "= 54.25, rounded down: "
+                   "54 x 54", "(54 - 3)/3 + 1 = 18", "output row y (1-54)", "channel (0-63)"):
+        assert needle in text, needle
+
+
 @pytest.mark.libreoffice
 @pytest.mark.parametrize("key", ["random", "file", "cache"])
 def test_libreoffice_maps_match_torch(recalculated, key):
@@ -436,7 +476,7 @@ def test_libreoffice_preprocess_formulas_match_torchvision(recalculated):
     tensor = lecture_tensor().numpy()[:, y0:y1, x0:x1]
     assert np.abs(block(rows, recs["pre_normalized"].grids) - tensor).max() < 1e-6
     assert np.abs(block(rows, recs["pre_conv1_input"].grids) - tensor).max() < 1e-6
-    photo = alexnet.preprocess(None)
+    photo = torchnet.preprocess(None)
     assert np.array_equal(block(rows, recs["pre_raw"].grids), photo.pixels[y0:y1, x0:x1].transpose(2, 0, 1))
 
 
@@ -511,7 +551,7 @@ def test_verify_covers_the_workbook_and_catches_a_wrong_formula(recalculated, bu
 @pytest.mark.libreoffice
 def test_full_default_workbook_all_64_channels(tmp_path):
     """The default 64-channel workbook: every conv1, ReLU and pool cell after LibreOffice within 1e-4 of torch."""
-    path = alexnet.build_workbook(tmp_path / "full.xlsx", weights="random", seed=SEED)
+    path = alexnet_workbook(tmp_path / "full.xlsx", weights="random", seed=SEED)
     [out] = recalculate([path], tmp_path / "out", timeout=600)
     assert_maps_match(out, seeded_model(SEED), lecture_tensor(), range(64))
 
@@ -533,4 +573,4 @@ def test_preprocess_sheet_states_sizes_and_embeds_the_crop(built):
     with zipfile.ZipFile(built["random"]) as z:
         [png] = [n for n in z.namelist() if n.startswith("xl/media/")]
         picture = np.asarray(Image.open(__import__("io").BytesIO(z.read(png))).convert("RGB"))
-    assert np.array_equal(picture, alexnet.preprocess(None).pixels)
+    assert np.array_equal(picture, torchnet.preprocess(None).pixels)

@@ -143,3 +143,87 @@ def answer_check(answer: str, expected: str, tolerance: float) -> str:
 def count_right(ranges: Sequence[str]) -> str:
     """How many cells of the check ranges show a tick (SUMPRODUCT, since COUNTIF is not in the shared set)."""
     return "=" + "+".join(f'SUMPRODUCT(({r}="{CHECK_RIGHT}")*1)' for r in ranges)
+
+
+# -- The AlexNet workbook's formulas (and pieces of formulas for its streamed rows) ---------------------------
+
+
+def hole(n: int) -> str:
+    """Placeholder argument n of a formula to be cut into pieces (see pieces); no reference contains it."""
+    return f"\x00{n}\x00"
+
+
+def pieces(formula: str, holes: int) -> tuple[str, ...]:
+    """The fixed text around hole(0), ..., hole(holes - 1) of a formula built with them as arguments.
+
+    The leading "=" is dropped (streamed rows write formulas without it), so a hot loop that writes
+    hundreds of thousands of cells builds each formula as pieces[0] + arg0 + pieces[1] + ... + pieces[holes]
+    and still takes every function, operator and constant from the builder.
+    """
+    rest = formula[1:] if formula.startswith("=") else formula
+    out = []
+    for n in range(holes):
+        head, found, rest = rest.partition(hole(n))
+        if not found:
+            raise ValueError(f"hole {n} is missing from or out of order in {formula!r}")
+        out.append(head)
+    if "\x00" in rest:
+        raise ValueError(f"{formula!r} has more than {holes} holes")
+    out.append(rest)
+    return tuple(out)
+
+
+def normalize(raw: str, mean: str, std: str) -> str:
+    """ToTensor() then Normalize(): a 0-255 pixel divided by 255, minus the mean, over the std."""
+    return f"=({raw}/255-{mean})/{std}"
+
+
+def plus(terms: Sequence[str]) -> str:
+    """The sum of a few cells or expressions, written out with "+"."""
+    return "=" + "+".join(terms)
+
+
+def times(terms: Sequence[str]) -> str:
+    """The product of a few cells or expressions, written out with "*"."""
+    return "=" + "*".join(terms)
+
+
+def conv_params(c_out: str, c_in: str, kernel_h: str, kernel_w: str) -> str:
+    """A Conv2d's parameter count: C_out x C_in x kernel_h x kernel_w weights plus C_out biases."""
+    return f"={c_out}*{c_in}*{kernel_h}*{kernel_w}+{c_out}"
+
+
+def linear_params(n_in: str, n_out: str) -> str:
+    """A Linear layer's parameter count: in x out weights plus out biases."""
+    return f"={n_in}*{n_out}+{n_out}"
+
+
+def same_check(pairs: Sequence[tuple[str, str]], same: str = "= equal", differs: str = "differs") -> str:
+    """A text cell saying whether every pair of cells is exactly equal (whole numbers: shapes)."""
+    test = "*".join(f"({a}={b})" for a, b in pairs)
+    return f'=IF({test},"{same}","{differs}")'
+
+
+def stacked_tap(block: str, item: str, band_rows: int, i: int, j: int) -> str:
+    """Cell (i, j) of the item-th (0-based, live) of equal bands stacked band_rows apart in block."""
+    return index(block, f"{item}*{band_rows}+{i + 1}", str(j + 1))
+
+
+def position_in(cells: str, first: str, value: str) -> str:
+    """1-based position of value in a one-row range of distinct numbers (0 if absent), without MATCH."""
+    return f"=SUMPRODUCT(({cells}={value})*(COLUMN({cells})-COLUMN({first})+1))"
+
+
+def banded_cell(maps: str, position: str, per_band: int, band_rows: int, map_cols: int, row: str, col: str,
+                missing: str = "not built") -> str:
+    """Cell (row, col) (1-based) of map number position (1-based) of maps laid out per_band a band, each band
+    band_rows below the last and each map map_cols right of the last; a text if position is 0."""
+    band = f"INT(({position}-1)/{per_band})"
+    slot = f"({position}-1-{per_band}*{band})"
+    return (f'=IF({position}=0,"{missing}",INDEX({maps},{band}*{band_rows}+{row},'
+            f"{slot}*{map_cols}+{col}))")
+
+
+def torch_index_label(tensor: str, channel: str, row: str, col: str) -> str:
+    """The text tensor[0, channel, row - 1, col - 1]: how torch indexes the cell of 1-based (row, col)."""
+    return f'="{tensor}[0, "&{channel}&", "&({row}-1)&", "&({col}-1)&"]"'

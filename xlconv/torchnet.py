@@ -15,7 +15,7 @@ import numpy as np
 
 from xlconv.errors import ImageError, PretrainedUnavailable, SpecError, WeightsError
 from xlconv.model import NORMALIZE
-from xlconv.spec import channels_text, check_channels, parse_channels, photo_path
+from xlconv.spec import check_channels, parse_channels, photo_path
 
 CHECKPOINT = "alexnet-owt-7be5be79.pth"  # the file torchvision's AlexNet_Weights.IMAGENET1K_V1 downloads
 WEIGHTS_ENUM = "AlexNet_Weights.IMAGENET1K_V1"
@@ -45,8 +45,8 @@ class Photo:
     crop_box: tuple[int, int, int, int]  # (left, top, right, bottom) of CenterCrop(224) in the resized image
     pixels: np.ndarray  # (224, 224, 3) uint8: the cropped picture, what ToTensor divides by 255
     normalize: str  # "lecture" | "imagenet"
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # one per channel
+    std: tuple[float, ...]
     tensor: np.ndarray  # (3, 224, 224) float32: torchvision's output, the network's input
 
 
@@ -338,7 +338,7 @@ def layer_shapes(model, x) -> list[LayerShape]:
     finally:
         for h in hooks:
             h.remove()
-    out = []
+    out: list[LayerShape] = []
     for name, m, ins, outs in seen:
         if name == "classifier.0":
             # torch.flatten(x, 1) in AlexNet.forward: not a module, so no hook; its shapes are avgpool's out
@@ -413,5 +413,5 @@ def run(image: str | Path | None = None, weights: str = "pretrained", seed: int 
 
 
 __all__ = ["CHECKPOINT", "Weights", "Photo", "LayerShape", "Run", "Geometry", "geometry", "checkpoint_path",
-           "parse_channels", "channels_text", "load_model", "preprocess", "layer_shapes", "top5", "run",
+           "load_model", "preprocess", "layer_shapes", "top5", "run",
            "categories", "mean_std", "image_path"]
