@@ -33,8 +33,7 @@ _LAZY = {
     "Pool": ("xlconv.model", "Pool"),
     "Relu": ("xlconv.model", "Relu"),
     "verify": ("xlconv.verify", "verify"),
-    "exercise": ("xlconv.exercise", "exercise"),
-    "grade": ("xlconv.grade", "grade"),
+    "render": ("xlconv.render", "render"),
     "XlconvError": ("xlconv.errors", "XlconvError"),
     "SpecError": ("xlconv.errors", "SpecError"),
     "WorkbookError": ("xlconv.errors", "WorkbookError"),
@@ -46,9 +45,8 @@ _LAZY = {
 if TYPE_CHECKING:
     from xlconv.build import alexnet_workbook, build, build_all, write_workbook
     from xlconv.errors import EngineError, ExerciseError, SpecError, VerifyError, WorkbookError, XlconvError
-    from xlconv.exercise import exercise
-    from xlconv.grade import grade
     from xlconv.model import Conv, Pool, Relu, compute
+    from xlconv.render import render
     from xlconv.spec import from_arrays
     from xlconv.spec import load as load_spec
     from xlconv.verify import verify

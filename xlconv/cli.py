@@ -7,6 +7,7 @@ import sys
 
 from xlconv._version import __version__
 from xlconv.errors import ExerciseError, XlconvError
+from xlconv.guards import Terminated, stop_cleanly_on_signals
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -69,6 +70,14 @@ def _alexnet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    from xlconv.render import render
+
+    for path in render(args.files, args.output, dpi=args.dpi, timeout=args.timeout):
+        print(path)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the xlconv command."""
     p = argparse.ArgumentParser(prog="xlconv", description="Excel workbooks with live formulas for teaching CNNs.")
@@ -123,17 +132,26 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output", default="build/alexnet-conv1.xlsx", metavar="FILE",
                    help="output file (default: build/alexnet-conv1.xlsx)")
     a.set_defaults(func=_alexnet)
+    r = sub.add_parser("render", help="print workbooks to PDF and one PNG per page (LibreOffice recalculates first)")
+    r.add_argument("files", nargs="+", metavar="FILE")
+    r.add_argument("-o", "--output", default="render", metavar="DIR", help="output folder (default: render)")
+    r.add_argument("--dpi", type=int, default=60, metavar="N", help="resolution of the PNGs (default: 60)")
+    r.add_argument("--timeout", type=float, default=300, help="seconds LibreOffice may take (default: 300)")
+    r.set_defaults(func=_render)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; XlconvError becomes one line on stderr and exit status 2."""
     args = parser().parse_args(argv)
+    stop_cleanly_on_signals()
     try:
-        return args.func(args)
+        return int(args.func(args))
     except XlconvError as e:
         print(f"xlconv: {e}", file=sys.stderr)
         return 2
+    except Terminated as e:
+        return 128 + e.signum
     except KeyboardInterrupt:
         return 130
 

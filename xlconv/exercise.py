@@ -24,15 +24,15 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence, TypeAlias, Union
+from typing import Any, Mapping, Sequence, TypeAlias, Union
 
 import numpy as np
 
 from xlconv import spec as specs
 from xlconv._version import __version__
-from xlconv.atomic import write_text
+from xlconv.atomic import atomic_folder, write_text
 from xlconv.book import Book
-from xlconv.guards import check_tolerance
+from xlconv.guards import check_tolerance, input_file, parse_json, xml_text
 from xlconv.errors import ExerciseError, SpecError
 from xlconv.model import AlexNetSpec, Conv, ConvSheetSpec, GridSpec, SizeSheetSpec, Spec, check_shapes
 from xlconv.record import Block
@@ -225,6 +225,8 @@ def read_roster(path: str | Path, id_column: str | None = None, name_column: str
     import pandas as pd
 
     path = Path(path)
+    if path.exists():
+        input_file(path, "roster", ExerciseError)
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
     except FileNotFoundError:
@@ -254,8 +256,9 @@ def read_roster(path: str | Path, id_column: str | None = None, name_column: str
     students: list[Student] = []
     seen: dict[str, int] = {}  # student id -> roster row
     for n, row in enumerate(df.to_dict("records"), start=2):  # row 1 is the header
-        sid = str(row[id_col]).strip()
+        sid = xml_text(str(row[id_col]).strip(), f"{path}: row {n}: column {id_col!r}", ExerciseError)
         name = str(row[name_col]).strip() if name_col else ""
+        xml_text(name, f"{path}: row {n}: column {name_col!r}", ExerciseError)
         if not sid:
             if name or any(str(v).strip() for v in row.values()):
                 raise ExerciseError(f"{path}: row {n}: column {id_col!r} (the student id) is empty")
@@ -344,7 +347,7 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
         students = list(roster)
     out = Path(out_dir)
     eid = exercise_id(parsed)
-    _check_out_dir(out, eid, seed)
+    earlier = _check_out_dir(out, eid, seed)
 
     variants = []
     for s in students:
@@ -352,10 +355,17 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
         stem = f"{parsed.name}-{safe_id(s.id)}" if s.id else parsed.name
         variants.append(Variant(s, vseed, make_variant_spec(parsed, vseed), f"{STUDENTS_DIR}/{stem}.xlsx",
                                 f"{KEYS_DIR}/{stem}-key.xlsx"))
+    with atomic_folder(out) as tmp:  # interrupted or out of disk: out keeps what it had
+        return _write_all(parsed, out, tmp, eid, seed, variants, earlier, self_check, tolerance)
+
+
+def _write_all(parsed: ExerciseSpec, out: Path, tmp: Path, eid: str, seed: int, variants: list[Variant],
+               earlier: list[dict[str, Any]], self_check: bool, tolerance: float) -> ExerciseResult:
+    """Every variant's files, the manifest and the index, written into tmp (moved to out by the caller)."""
     layout = None
     for v in variants:
-        key_blocks = _write(out / v.key_file, v, eid, "key", self_check, tolerance)
-        student_blocks = _write(out / v.student_file, v, eid, "student", self_check, tolerance)
+        key_blocks = _write(tmp / v.key_file, v, eid, "key", self_check, tolerance)
+        student_blocks = _write(tmp / v.student_file, v, eid, "student", self_check, tolerance)
         cells = [(b.name, b.grids) for b in key_blocks]
         if cells != [(b.name, b.grids) for b in student_blocks] or (
                 layout is not None and cells != [(b.name, b.grids) for b in layout]):
@@ -368,6 +378,10 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
 
     randomized = {g.name: [int(x) for x in g.exercise]
                   for g in (parsed.grids if isinstance(parsed, ConvSheetSpec) else ()) if g.exercise}
+    # The same exercise and seed again with a smaller roster: the earlier students keep their variants
+    # (their files stay in the folder, and grading must still know them).
+    new_ids = {v.student.id for v in variants}
+    kept = [old for old in earlier if old.get("student_id") not in new_ids]
     manifest = {
         "format": MANIFEST_FORMAT, "xlconv": __version__, "exercise_id": eid, "spec": parsed.name,
         "spec_path": str(parsed.path), "spec_hash": spec_fingerprint(parsed), "title": parsed.title,
@@ -375,32 +389,37 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
         "randomized": randomized,
         "blocks": [b.to_json() for b in layout],
         "answers": [b.name for b in layout if b.role == "output"],
-        "variants": [{"student_id": v.student.id, "name": v.student.name, "variant_seed": v.seed,
-                      "variant_id": v.id, "student_file": v.student_file, "key_file": v.key_file,
-                      "inputs": {k: a.tolist() for k, a in root_values(v.spec).items()}} for v in variants],
+        "variants": kept + [{"student_id": v.student.id, "name": v.student.name, "variant_seed": v.seed,
+                             "variant_id": v.id, "student_file": v.student_file, "key_file": v.key_file,
+                             "inputs": {k: a.tolist() for k, a in root_values(v.spec).items()}} for v in variants],
     }
-    manifest_path = write_text(out / MANIFEST, json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+    write_text(tmp / MANIFEST, json.dumps(manifest, sort_keys=True, indent=1) + "\n")
     rows = [["student_id", "name", "file", "key", "variant_seed"]] + [
+        [str(old.get("student_id", "")), str(old.get("name", "")), str(old.get("student_file", "")),
+         str(old.get("key_file", "")), str(old.get("variant_seed", ""))] for old in kept] + [
         [v.student.id, v.student.name, v.student_file, v.key_file, str(v.seed)] for v in variants]
-    index_path = write_text(out / INDEX, _csv_text(rows))
-    return ExerciseResult(out, eid, seed, variants, sorted(randomized), index_path, manifest_path)
+    write_text(tmp / INDEX, _csv_text(rows))
+    return ExerciseResult(out, eid, seed, variants, sorted(randomized), out / INDEX, out / MANIFEST)
 
 
-def _check_out_dir(out: Path, eid: str, seed: int) -> None:
-    """Refuse to overwrite the keys of a different exercise or seed (students may hold those variants)."""
+def _check_out_dir(out: Path, eid: str, seed: int) -> list[dict[str, Any]]:
+    """Refuse to overwrite the keys of a different exercise or seed (students may hold those variants);
+    return the variants an earlier run of the same exercise and seed wrote there."""
     if out.exists() and not out.is_dir():
         raise ExerciseError(f"{out}: exists and is not a folder")
     old = out / MANIFEST
     if not old.exists():
-        return
+        return []
     try:
-        doc = json.loads(old.read_text(encoding="utf-8"))
-        same = doc.get("exercise_id") == eid and doc.get("seed") == seed
-    except (OSError, ValueError, AttributeError):
+        doc = parse_json(old.read_text(encoding="utf-8"), str(old), ExerciseError)
+        same = isinstance(doc, dict) and doc.get("exercise_id") == eid and doc.get("seed") == seed
+    except (OSError, ExerciseError):
         same = False
     if not same:
         raise ExerciseError(f"{out}: already holds another exercise or seed ({MANIFEST}); its keys would be lost: "
                             f"choose another -o folder or delete it")
+    earlier = doc.get("variants")
+    return [v for v in earlier if isinstance(v, dict)] if isinstance(earlier, list) else []
 
 
 def _csv_text(rows: list[list[str]]) -> str:

@@ -23,7 +23,6 @@ got none. A hostile or broken file is a row, never an error of the run.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -38,7 +37,7 @@ import numpy as np
 
 from xlconv import safety
 from xlconv.atomic import atomic_path
-from xlconv.guards import check_tolerance
+from xlconv.guards import check_tolerance, files_under, input_file, parse_json
 from xlconv.errors import ExerciseError, VerifyError, WorkbookError, XlconvError
 from xlconv.exercise import MANIFEST, MANIFEST_FORMAT, META_KEY
 from xlconv.record import ROOT_ROLES, Block
@@ -149,12 +148,14 @@ def load_key(folder: str | Path) -> Key:
     """The manifest of an exercise folder; ExerciseError naming the file when it is missing or malformed."""
     folder = Path(folder)
     path = folder if folder.suffix == ".json" and not folder.is_dir() else folder / MANIFEST
+    if not path.exists():
+        raise ExerciseError(f"{path}: no such file; pass --key the folder `xlconv exercise -o` wrote")
+    input_file(path, "exercise manifest", ExerciseError)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExerciseError(f"{path}: no such file; pass --key the folder `xlconv exercise -o` wrote") from None
+        text = path.read_text(encoding="utf-8")
     except (OSError, ValueError) as e:
         raise ExerciseError(f"{path}: not a readable exercise manifest ({e})") from None
+    doc = parse_json(text, f"{path}: not a readable exercise manifest:", ExerciseError, max_chars=256 * 2**20)
     try:
         if doc["format"] != MANIFEST_FORMAT:
             raise ExerciseError(f"{path}: manifest format {doc['format']!r}, this xlconv reads {MANIFEST_FORMAT}")
@@ -270,7 +271,7 @@ def grade(submissions: Sequence[str | Path], key: str | Path, output: str | Path
     ranges = [r for rec in k.answers + k.inputs for r in _ranges(rec)]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         reads = list(pool.map(lambda f: safety.read_submission(f, k.sheet, ranges, timeout, memory), files))
-    rows = [_grade_one(f, r, k, tol, ranges, timeout, memory, engine_timeout) for f, r in zip(files, reads)]
+    rows = [_grade_safely(f, r, k, tol, ranges, timeout, memory, engine_timeout) for f, r in zip(files, reads)]
     _note_duplicates(rows)
     book = Gradebook(rows, {rec.name: _cells(rec) for rec in k.answers}, tol, out)
     if out is not None:
@@ -279,13 +280,12 @@ def grade(submissions: Sequence[str | Path], key: str | Path, output: str | Path
 
 
 def _expand(submissions: Sequence[str | Path], out: Path | None) -> list[Path]:
-    """Files to grade: folders stand for their files (not hidden ones, not Office lock files, not the gradebook)."""
+    """Files to grade: folders stand for the files in them and their subfolders (not hidden ones, not Office lock
+    files, not the gradebook)."""
     files = []
     for s in map(Path, submissions):
         if s.is_dir():
-            for f in sorted(s.iterdir()):
-                if f.name.startswith((".", "~$")) or f.is_dir():
-                    continue
+            for f in files_under(s):  # one subfolder per student, as course sites export them
                 if out is not None and f.resolve() == out.resolve():
                     continue
                 files.append(f)
@@ -307,10 +307,22 @@ def _meta(read: safety.ReadResult) -> dict | None:
     if not text or len(text) > 100_000:
         return None
     try:
-        meta = json.loads(text)
-    except ValueError:
+        meta = parse_json(text, META_KEY, ExerciseError)
+    except ExerciseError:  # malformed, or nested deep enough to exhaust the stack
         return None
     return meta if isinstance(meta, dict) else None
+
+
+def _grade_safely(path: Path, read: safety.ReadResult, k: Key, tol: float, ranges: list[str], timeout: float,
+                  memory: int, engine_timeout: float) -> Row:
+    """One file's row, whatever the file holds: no submission can stop the run for the others."""
+    try:
+        return _grade_one(path, read, k, tol, ranges, timeout, memory, engine_timeout)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001 - a hostile file must cost one row, not the gradebook
+        note = f"{type(e).__name__}: {str(e)[:160]}"
+        return Row(str(path), "unreadable", f"could not be graded ({note})", seconds=read.seconds)
 
 
 def _grade_one(path: Path, read: safety.ReadResult, k: Key, tol: float, ranges: list[str], timeout: float,

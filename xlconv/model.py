@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import NoReturn, Sequence, TypeAlias, Union
+from typing import Callable, NoReturn, Sequence, TypeAlias, Union
 
 import numpy as np
 
 from xlconv import reference as ref
 from xlconv.errors import SpecError
+from xlconv.guards import MAX_VALUE
 
 Pair: TypeAlias = tuple[int, int]
 Shape: TypeAlias = tuple[int, int, int]  # (C, H, W)
 NORMALIZE = ("lecture", "imagenet")  # the AlexNet workbook's two pre-processing choices
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
-_CELL_LIKE = (re.compile(r"^[A-Za-z]{1,3}[1-9][0-9]*$"), re.compile(r"^[rRcC]\d*$"))
+# Names Excel would read as a cell (B3, XFD1), an R1C1 reference (R, C12, RC, R1C1) or a value.
+_CELL_LIKE = (re.compile(r"^[A-Za-z]{1,3}[0-9]+$"), re.compile(r"^[rR]\d*([cC]\d*)?$"), re.compile(r"^[cC]\d*$"))
+# Names Excel reserves for itself (its built-in defined names) or reads as booleans.
+_RESERVED = {"true", "false", "print_area", "print_titles", "criteria", "database", "extract", "consolidate_area",
+             "sheet_title", "auto_open", "auto_close", "auto_activate", "auto_deactivate", "recorder"}
 
 
 def check_name(name: str, where: str) -> str:
@@ -27,6 +32,8 @@ def check_name(name: str, where: str) -> str:
     if not _NAME.match(name) or any(p.match(name) for p in _CELL_LIKE):
         raise SpecError(f"{where} {name!r} must be a letter then letters, digits or _ (at most 31), not a cell "
                         f"address")
+    if name.lower() in _RESERVED:
+        raise SpecError(f"{where} {name!r} is a name Excel reserves; choose another")
     return name
 
 
@@ -227,6 +234,7 @@ def check_shapes(spec: ConvSheetSpec) -> None:
         if op.input in kernels and op.input in {g.name for g in spec.grids}:
             fail(f"{where}.input", f"{op.input!r} is used as a kernel; give the input its own grid")
         c, h, w = shapes[op.input]
+        _check_extent(op, h, w, fail, where)
         if isinstance(op, Conv):
             for wname in op.weight:
                 if wname not in {g.name for g in spec.grids}:
@@ -262,6 +270,37 @@ def check_shapes(spec: ConvSheetSpec) -> None:
                         fail(f"{where}.dilation", f"puts output {('row', 'column')[axis]} {i} entirely in the padding "
                                                   f"(torch would give -inf there)")
         shapes[op.name] = op_shape(op, shapes[op.input], spec)
+    check_values(spec)
+
+
+# A sheet has 16,384 columns; no padded input, dilated window or stride may reach past that, and no block
+# may hold more cells than a teaching sheet can show (checked before anything is computed or allocated).
+MAX_SIDE = 16_384
+MAX_BLOCK_CELLS = 4_000_000
+
+
+def _check_extent(op: Op, h: int, w: int, fail: Callable[[str, str], NoReturn], where: str) -> None:
+    """Refuse padding, strides and windows so large that the padded input alone would not fit a sheet."""
+    if isinstance(op, Relu):
+        return
+    for key, pair in (("stride", op.stride), ("padding", op.padding), ("dilation", op.dilation)):
+        if max(pair) > MAX_SIDE:
+            fail(f"{where}.{key}", f"must be at most {MAX_SIDE:,} (a sheet's width), got {max(pair):,}")
+    if isinstance(op, Pool) and max(op.kernel_size) > MAX_SIDE:
+        fail(f"{where}.kernel_size", f"must be at most {MAX_SIDE:,}, got {max(op.kernel_size):,}")
+    ph, pw = h + 2 * op.padding[0], w + 2 * op.padding[1]
+    if ph > MAX_SIDE or pw > MAX_SIDE or ph * pw > MAX_BLOCK_CELLS:
+        fail(f"{where}.padding", f"makes the padded input {ph:,} x {pw:,}, larger than a sheet can show")
+
+
+def check_values(spec: ConvSheetSpec) -> None:
+    """Every op's output must stay a finite number a spreadsheet can hold (1e308 typed in a cell overflows)."""
+    values = compute(spec)
+    for op in spec.ops:
+        v = values[op.name]
+        if not np.all(np.isfinite(v)) or (v.size and np.abs(v).max() > MAX_VALUE):
+            raise SpecError(f"{spec.path}: {op.where or op.name} gives numbers too large for a spreadsheet "
+                            f"(over {MAX_VALUE:g} or infinite): use smaller inputs")
 
 
 def compute(spec: ConvSheetSpec) -> dict[str, np.ndarray]:

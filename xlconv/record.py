@@ -32,6 +32,12 @@ FIRST_ROW = 5  # zero-based row of the first block
 META_COLUMN = 6  # zero-based column (G) of the extra key/text rows (exercise data)
 META_CHUNK = 32_000  # Excel caps a cell at 32,767 characters: long texts continue to the right
 
+# Bounds on what a record may describe (the 64-channel AlexNet workbook records about 700,000 cells in 80
+# blocks): a tampered range such as $A$1:$XFD$1048576 must not make a reader allocate gigabytes.
+MAX_BLOCKS = 10_000
+MAX_CHANNELS = 4_096
+MAX_CELLS = 8_000_000
+
 # Roles. Typed by hand (verify reads them as the inputs of the recomputation):
 ROOT_ROLES = ("input", "kernel", "bias")
 # Exercise blocks: a student's typed answers, and the live self-checks and score (grade reads those).
@@ -145,12 +151,22 @@ def read(rows: Sequence[Sequence[Any]], path: str) -> Record:
         raise WorkbookError(f"{path}: the {SHEET} sheet is not an xlconv record of format {FORMAT}")
     tolerance = cell(TOLERANCE_ROW, 1)
     tolerance = check_tolerance(tolerance, f"{path}: {SHEET}!B{TOLERANCE_ROW + 1} (the tolerance)", WorkbookError)
-    blocks = []
+    blocks: list[Block] = []
+    cells = 0
     for n in range(FIRST_ROW, len(rows)):
         row = rows[n]
         if not row or row[0] is None:
             continue
-        blocks.append(Block.from_row(row[:len(HEADER)], f"{path}: {SHEET}!A{n + 1}"))
+        where = f"{path}: {SHEET}!A{n + 1}"
+        if len(blocks) >= MAX_BLOCKS:
+            raise WorkbookError(f"{where}: more than {MAX_BLOCKS:,} blocks; not a record xlconv wrote")
+        block = Block.from_row(row[:len(HEADER)], where)
+        if len(block.grids) > MAX_CHANNELS or not all(g.fits() for g in block.grids):
+            raise WorkbookError(f"{where} is not a valid block record (its ranges leave the sheet or are too many)")
+        cells += sum(g.height * g.width for g in block.grids)
+        if cells > MAX_CELLS:
+            raise WorkbookError(f"{where}: the blocks cover more than {MAX_CELLS:,} cells; not a record xlconv wrote")
+        blocks.append(block)
     version = cell(VERSION_ROW, 1)
     return Record(tuple(blocks), float(tolerance), str(version) if version is not None else "")
 

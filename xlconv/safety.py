@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -71,6 +72,22 @@ STATUSES = {
 }
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a workbook file may be before it is parsed at all."""
+
+    file_bytes: int = MAX_FILE_BYTES
+    members: int = MAX_MEMBERS
+    member_bytes: int = MAX_MEMBER_BYTES
+    total_bytes: int = MAX_TOTAL_BYTES
+    ratio: int = MAX_RATIO
+
+
+SUBMISSION = Limits()  # a student's returned toy workbook
+# A workbook xlconv built, to verify: the 64-channel AlexNet workbook is ~10 MB zipped, one sheet ~100 MB of XML.
+WORKBOOK = Limits(file_bytes=128 * 2**20, member_bytes=1024 * 2**20, total_bytes=1536 * 2**20)
+
+
 class Rejected(Exception):
     """A submission that must not be parsed: a status word and a note for the gradebook."""
 
@@ -95,13 +112,13 @@ class ReadResult:
 # --- checks before parsing (run inside the sandboxed process) ---------------------------------------------
 
 
-def sniff(path: Path) -> None:
+def sniff(path: Path, limits: Limits = SUBMISSION) -> None:
     """Refuse what is not a zip at all, naming what it looks like."""
     size = path.stat().st_size
     if size == 0:
         raise Rejected("not-a-workbook", "an empty file")
-    if size > MAX_FILE_BYTES:
-        raise Rejected("too-large", f"{size:,} bytes (limit {MAX_FILE_BYTES:,})")
+    if size > limits.file_bytes:
+        raise Rejected("too-large", f"{size:,} bytes (limit {limits.file_bytes:,})")
     with open(path, "rb") as fh:
         head = fh.read(8)
         if head.startswith(OLE_MAGIC):
@@ -126,11 +143,11 @@ def _describe(head: bytes) -> str:
     return f"not an .xlsx workbook (it starts with the bytes {head[:8].hex(' ')})"
 
 
-def check_zip(path: Path, zf: zipfile.ZipFile) -> None:
+def check_zip(path: Path, zf: zipfile.ZipFile, limits: Limits = SUBMISSION) -> None:
     """Refuse zips whose directory promises a bomb, and workbooks that carry macros or external links."""
     infos = zf.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise Rejected("zip-bomb", f"{len(infos):,} zip members (limit {MAX_MEMBERS:,})")
+    if len(infos) > limits.members:
+        raise Rejected("zip-bomb", f"{len(infos):,} zip members (limit {limits.members:,})")
     total = 0
     for info in infos:
         if info.flag_bits & 0x1:
@@ -140,14 +157,14 @@ def check_zip(path: Path, zf: zipfile.ZipFile) -> None:
                                              f"{info.compress_type}, which no spreadsheet writes")
         total += info.file_size
         ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > MAX_MEMBER_BYTES:
+        if info.file_size > limits.member_bytes:
             raise Rejected("zip-bomb", f"zip member {info.filename!r} would decompress to {info.file_size:,} bytes "
-                                       f"(limit {MAX_MEMBER_BYTES:,})")
-        if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
+                                       f"(limit {limits.member_bytes:,})")
+        if info.file_size > RATIO_FLOOR and ratio > limits.ratio:
             raise Rejected("zip-bomb", f"zip member {info.filename!r} is compressed {ratio:,.0f} to 1 "
-                                       f"(limit {MAX_RATIO} to 1)")
-        if total > MAX_TOTAL_BYTES:
-            raise Rejected("zip-bomb", f"the zip members would decompress to more than {MAX_TOTAL_BYTES:,} bytes")
+                                       f"(limit {limits.ratio} to 1)")
+        if total > limits.total_bytes:
+            raise Rejected("zip-bomb", f"the zip members would decompress to more than {limits.total_bytes:,} bytes")
     names = {i.filename for i in infos}
     lower = {n.lower() for n in names}
     if "mimetype" in lower or "content.xml" in lower:
@@ -180,6 +197,16 @@ def _scan_xml(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
                 raise Rejected("xml-bomb", f"{info.filename} declares a DTD or XML entities, which no spreadsheet "
                                            f"writes (an entity-expansion attack); it was not parsed")
             tail = window[-32:]
+
+
+def check_workbook(path: Path, limits: Limits = WORKBOOK) -> None:
+    """The checks before parsing, outside a sandbox (for verify): Rejected says why a file must not be opened."""
+    sniff(path, limits)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            check_zip(path, zf, limits)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise Rejected("truncated", f"a damaged or truncated zip ({type(e).__name__}: {e})") from None
 
 
 # --- parsing ------------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import numpy as np
 
 from xlconv import reference as ref
 from xlconv.builtins import builtin_dir, builtin_names, resolve
-from xlconv.errors import SpecError
+from xlconv.errors import SpecError, XlconvError
+from xlconv.guards import MAX_VALUE, image_size, input_file, xml_text
 from xlconv.model import (
     NORMALIZE,
     AlexNetSpec,
@@ -74,7 +75,7 @@ class _Fields:
         v = self.raw(key, default)
         if not isinstance(v, str):
             self.fail(key, f"must be a string, got {_show(v)}")
-        return v
+        return xml_text(v, f"{self.path}: {self.where(key)}", SpecError)
 
     def boolean(self, key: str, default: bool) -> bool:
         v = self.raw(key, default)
@@ -114,8 +115,10 @@ def _show(v: Any) -> str:
 def load(spec: str | Path) -> Spec:
     """Parse and validate a spec file (or built-in name) into a frozen dataclass."""
     path = resolve(spec)
+    if path.exists():
+        input_file(path, "spec file", SpecError, max_bytes=MAX_SPEC_BYTES)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark, as Windows editors write, is fine
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -186,6 +189,10 @@ def _alexnet(top: _Fields, path: str, name: str, title: str, base: Path) -> Alex
         raise SpecError(str(e)) from None
     top.done()
     return AlexNetSpec(path, name, title, image_ref, weights, seed, normalize, channels)
+
+
+MAX_PHOTO_CELLS = 250_000  # a 500 x 500 photo of typed pixels; the toy sheets use 32 x 32
+MAX_SPEC_BYTES = 16 * 2**20  # a spec with a 1,000 x 1,000 grid typed in is about 4 MB
 
 
 # No network xlconv draws has more filters in a layer; bounds a range such as "0-99999999999" before expanding it.
@@ -299,8 +306,8 @@ def _numeric(f: _Fields, key: str, v: Any) -> np.ndarray:
         if d == 0:
             if isinstance(node, bool) or not isinstance(node, (int, float)):
                 f.fail(key, f"{where} must be a number, got {_show(node)}")
-            if not math.isfinite(node):
-                f.fail(key, f"{where} must be finite, got {node}")
+            if not math.isfinite(node) or abs(node) > MAX_VALUE:
+                f.fail(key, f"{where} must be a finite number of at most {MAX_VALUE:g} in size, got {node}")
             return
         if not isinstance(node, list):
             f.fail(key, f"{where} must be a list, got {_show(node)}")
@@ -339,6 +346,10 @@ def _csv(f: _Fields, base: Path) -> np.ndarray:
 
 def read_csv_numbers(path: str | Path) -> list[list[float]]:
     """The rows of numbers of one CSV file, blank lines skipped; a ValueError names a row that is not numbers."""
+    try:
+        input_file(path, "CSV file", max_bytes=MAX_SPEC_BYTES)
+    except XlconvError as e:  # a FIFO would block the read, a device never end it
+        raise ValueError(str(e).split(": ", 1)[-1]) from None
     with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = [[c.strip() for c in row] for row in csv.reader(fh) if any(c.strip() for c in row)]
     parsed = []
@@ -368,9 +379,14 @@ def _photo(f: _Fields, base: Path) -> tuple[np.ndarray, str]:
     name = f.text("photo")
     crop = f.raw("crop", None)
     size = f.pair("size", None, minimum=1) if f.has("size") else None
+    if size is not None and size[0] * size[1] > MAX_PHOTO_CELLS:
+        f.fail("size", f"{size[0]} x {size[1]} is more cells than a sheet can show (at most {MAX_PHOTO_CELLS:,})")
     p = photo_path(name, base)
     try:
+        if p.exists():
+            input_file(p, "photo", SpecError)
         with Image.open(p) as opened:
+            image_size(opened.size, f"{f.path}: {f.where('photo')}: {p}", SpecError)
             im = opened.convert("L")
             if crop is not None:
                 if (not isinstance(crop, list) or len(crop) != 4
@@ -383,7 +399,10 @@ def _photo(f: _Fields, base: Path) -> tuple[np.ndarray, str]:
             if size is not None:
                 im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             values = np.asarray(im, dtype=np.float64)[None]
-    except (OSError, UnidentifiedImageError) as e:
+            if values.size > MAX_PHOTO_CELLS:
+                f.fail("crop", f"leaves {values.shape[1]} x {values.shape[2]} pixels, more cells than a sheet can show "
+                               f"(at most {MAX_PHOTO_CELLS:,}): crop or size it smaller")
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         f.fail("photo", f"cannot read {p}: {e}")
     return values, f"grayscale 0-255 pixels of {p.name}" + (f", crop {crop}" if crop else "") + \
         (f", resized to {size[0]}x{size[1]}" if size else "")
@@ -412,7 +431,8 @@ def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
                 if bias is not None:
                     items = bias if isinstance(bias, list) else [bias]
                     if len(items) != len(weight) or any(
-                            isinstance(b, bool) or not isinstance(b, (int, float)) for b in items):
+                            isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b)
+                            or abs(b) > MAX_VALUE for b in items):
                         f.fail("bias", f"must be one number per weight ({len(weight)}), got {_show(bias)}")
                     bias = tuple(float(b) for b in items)
                 kernel_size = f.pair("kernel_size", None, minimum=1) if f.has("kernel_size") else None
@@ -471,13 +491,15 @@ def from_arrays(title: str, grids: dict[str, Any], ops: Sequence[Op], sheet: str
                 note: str = "", name: str | None = None) -> ConvSheetSpec:
     """A conv worksheet spec from NumPy arrays (2-D or (C, H, W)) and ops, as a notebook would make it."""
     path = f"<arrays {name or title}>"
+    for key, text in (("title", title), ("sheet", sheet or ""), ("note", note), ("name", name or "")):
+        xml_text(text, f"{path}: {key}", SpecError)
     f = _Fields(path, "", {})
     parsed = []
     for gname, arr in grids.items():
         _check_name(_Fields(path, f"grids.{gname}", {}), "", gname)
         a = np.asarray(arr, dtype=np.float64)
         a = a[None] if a.ndim == 2 else a
-        if a.ndim != 3 or a.size == 0 or not np.all(np.isfinite(a)):
+        if a.ndim != 3 or a.size == 0 or not np.all(np.isfinite(a)) or np.abs(a).max() > MAX_VALUE:
             raise SpecError(f"{path}: grids.{gname} must be a finite 2-D or 3-D array, got shape {a.shape}")
         parsed.append(GridSpec(gname, gname, a, "given as an array"))
     spec = ConvSheetSpec(path, name or re.sub(r"[^A-Za-z0-9_-]+", "-", title).strip("-").lower() or "worksheet",

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from xlconv.errors import ImageError, PretrainedUnavailable, SpecError, WeightsError
+from xlconv.guards import image_size, input_file
 from xlconv.model import NORMALIZE
 from xlconv.spec import check_channels, parse_channels, photo_path
 
@@ -289,13 +290,16 @@ def preprocess(image: str | Path | None = None, normalize: str = "lecture") -> P
 
     path = image_path(image)
     mean, std = mean_std(normalize)
+    if path.exists():
+        input_file(path, "image file", ImageError)
     try:
         with Image.open(path) as im:
+            image_size(im.size, str(path), ImageError)  # from the header: nothing decoded yet
             # The lecture: Image.fromarray(image.astype('uint8')).convert('RGB').
             img = im.convert("RGB")
     except FileNotFoundError:
         raise ImageError(f"{path}: no such image file") from None
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"{path}: not an image Pillow can read ({_first_line(e)})") from None
     transformer = transforms.Compose([
         transforms.Resize(SIZE),

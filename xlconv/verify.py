@@ -16,7 +16,8 @@ from xlconv import torch_reference as tref
 from xlconv.cells import Grid
 from xlconv.engine import recalculate
 from xlconv.errors import VerifyError, WorkbookError
-from xlconv.guards import check_tolerance
+from xlconv import safety
+from xlconv.guards import check_tolerance, input_file
 from xlconv.record import EXERCISE_ROLES, ROOT_ROLES, Block, ConvParams, PoolParams
 from xlconv.xlsxread import open_workbook
 
@@ -69,38 +70,57 @@ class Report:
         return out
 
 
-def read_records(path: str | Path) -> tuple[list[Block], float]:
-    """The block records (and the tolerance) of an xlconv workbook."""
+def read_records(path: str | Path, name: str | Path | None = None) -> tuple[list[Block], float]:
+    """The block records (and the tolerance) of an xlconv workbook; errors say name (default: path)."""
     path = Path(path)
+    shown = name or path
+    input_file(path, "workbook", WorkbookError, max_bytes=safety.WORKBOOK.file_bytes)
+    try:
+        safety.check_workbook(path)  # a zip bomb, macros or an XML bomb are never parsed
+    except safety.Rejected as r:
+        raise WorkbookError(f"{shown}: {r.note}") from None
     try:
         wb = open_workbook(path)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
-        raise WorkbookError(f"{path}: not an .xlsx workbook ({type(e).__name__})") from None
+        raise WorkbookError(f"{shown}: not an .xlsx workbook ({type(e).__name__})") from None
     except Exception as e:  # openpyxl raises its own InvalidFileException and others
-        raise WorkbookError(f"{path}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
+        raise WorkbookError(f"{shown}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
     try:
         if record.SHEET not in wb.sheetnames:
-            raise WorkbookError(f"{path}: not a workbook xlconv made (it has no {record.SHEET} sheet)")
-        rows = list(wb[record.SHEET].iter_rows(values_only=True))
+            raise WorkbookError(f"{shown}: not a workbook xlconv made (it has no {record.SHEET} sheet)")
+        rows = list(wb[record.SHEET].iter_rows(values_only=True, max_row=record.FIRST_ROW + record.MAX_BLOCKS + 1,
+                                               max_col=record.META_COLUMN))
+    except WorkbookError:
+        raise
+    except Exception as e:  # a damaged member surfaces only while reading: zlib, XML and openpyxl errors
+        raise WorkbookError(f"{shown}: the {record.SHEET} sheet cannot be read ({type(e).__name__})") from None
     finally:
         wb.close()
-    parsed = record.read(rows, str(path))
+    parsed = record.read(rows, str(shown))
+    if not parsed.blocks:
+        raise WorkbookError(f"{shown}: its {record.SHEET} record lists no blocks: nothing to verify")
     return list(parsed.blocks), parsed.tolerance
 
 
 class _Cells:
     """Values of one recalculated workbook, read once per sheet."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.wb = open_workbook(path)
+    def __init__(self, path: Path, name: str | Path | None = None):
+        self.path, self.name = path, name or path
+        try:
+            self.wb = open_workbook(path)
+        except Exception as e:  # read_records opened it a moment ago; anything now is damage
+            raise WorkbookError(f"{self.name}: not a readable .xlsx workbook ({type(e).__name__})") from None
         self.sheets: dict[str, list[tuple[Any, ...]]] = {}
 
     def rows(self, sheet: str) -> list[tuple[Any, ...]]:
         if sheet not in self.sheets:
             if sheet not in self.wb.sheetnames:
-                raise WorkbookError(f"{self.path}: the sheet {sheet!r} that xlconv recorded is missing")
-            self.sheets[sheet] = list(self.wb[sheet].iter_rows(values_only=True))
+                raise WorkbookError(f"{self.name}: the sheet {sheet!r} that xlconv recorded is missing")
+            try:
+                self.sheets[sheet] = list(self.wb[sheet].iter_rows(values_only=True))
+            except Exception as e:  # a damaged member surfaces only while reading
+                raise WorkbookError(f"{self.name}: the sheet {sheet!r} cannot be read ({type(e).__name__})") from None
         return self.sheets[sheet]
 
     def raw(self, sheet: str, grid: Grid) -> list[list[Any]]:
@@ -129,9 +149,9 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
           tolerance: float | None = None) -> Report:
     """Recompute every recorded block of an already recalculated workbook and compare cell by cell."""
     recalculated = Path(recalculated)
-    records, recorded_tol = read_records(recalculated)
+    records, recorded_tol = read_records(recalculated, original)
     tol = recorded_tol if tolerance is None else check_tolerance(tolerance, "--tolerance", VerifyError)
-    cells = _Cells(recalculated)
+    cells = _Cells(recalculated, original)
     try:
         sheets: dict[str, SheetReport] = {}
         current: dict[str, np.ndarray] = {}
@@ -147,7 +167,18 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
                     report.failures.append(f"{rec.sheet}!{rec.grids[k].cell(i, j)} ({rec.name}) is not a number")
                 current[rec.name] = got
                 continue
-            expected = expected_block(rec, current, got)
+            try:
+                expected = expected_block(rec, current, got)
+            except (WorkbookError, VerifyError) as e:
+                report.failures.append(str(e))
+                report.mismatches += 1
+                continue
+            except (KeyError, ValueError, TypeError, IndexError, ZeroDivisionError, RuntimeError) as e:
+                # A record edited by hand (an input that is not a block, shapes that do not fit): that block fails.
+                report.failures.append(f"{rec.name}: cannot be recomputed from its record ({type(e).__name__}: "
+                                       f"{str(e)[:120]})")
+                report.mismatches += 1
+                continue
             if rec.role == "output":
                 current[rec.name] = expected[0]
             for exp in expected:
@@ -206,13 +237,16 @@ def _expected_size(rec: Block, got: np.ndarray) -> list[np.ndarray]:
     if any(np.isnan(params)) or min(params[1:3] + params[4:]) < 1:
         return [expected]  # parameters a student blanked or zeroed: nothing meaningful to recompute
     h, k, s, p, d = (int(x) for x in params)
-    ceil = bool(v.get("ceil", 0))
+    ceil = bool(np.nan_to_num(v.get("ceil", 0.0)))  # a blank ceil_mode cell is FALSE to the engines too
     out_index = rec.info["rows"].index("out")
     np_out, torch_out = expected.copy(), expected.copy()
     out = ref.out_size(h, k, s, p, d, ceil)
     np_out.reshape(-1)[out_index] = out
     if out >= 1:
         torch_out.reshape(-1)[out_index] = tref.out_size(h, k, s, p, d, ceil)
+    if "lecture" in rec.info["rows"]:  # the unrounded value: plain arithmetic, no torch counterpart
+        at = rec.info["rows"].index("lecture")
+        np_out.reshape(-1)[at] = torch_out.reshape(-1)[at] = ref.lecture_out_size(h, k, s, p, d)
     return [np_out, torch_out]
 
 
@@ -222,7 +256,10 @@ def _expected_size_chain(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray
     torch_vals: list[float] = []
     h: float | None = None
     for layer, h_in in zip(rec.info["layers"], rec.info["h_in"]):
-        p, k, s, d, ceil = (float(x) for x in cur[layer].ravel())
+        # padding, kernel_size, stride, dilation, and ceil_mode on a pooling row only (a convolution has none)
+        typed = [float(x) for x in cur[layer].ravel()]
+        p, k, s, d = typed[:4]
+        ceil = typed[4] if len(typed) > 4 else 0.0
         if h_in:
             h = float(cur[h_in].ravel()[0])
         if h is None or any(np.isnan([h, p, k, s, d, ceil])) or min(k, s, d) < 1:
@@ -232,7 +269,7 @@ def _expected_size_chain(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray
             continue
         out = ref.out_size(int(h), int(k), int(s), int(p), int(d), bool(ceil))
         if rec.info["op"] == "lecture_size":
-            np_vals.append(ref.lecture_out_size(h, k, s, p))
+            np_vals.append(ref.lecture_out_size(h, k, s, p, d))
             torch_vals.append(np_vals[-1])  # plain arithmetic: no torch counterpart
         else:
             np_vals.append(out)
