@@ -38,7 +38,9 @@ BAD = [
     ("pool padding", GOOD + '[[pool]]\nname = "p"\ninput = "out"\nkernel_size = 2\npadding = 2\n',
      "pool[0].padding must be at most half the kernel_size"),
     ("too big for a sheet", GOOD.replace("[[1, 0, 1], [0, 1, 0], [1, 0, 1]]", "[" + ",".join(["[1]"] * 1_048_577) + "]")
-     .replace("[[1, 0], [0, 1]]", "[[1]]"), "does not fit a worksheet"),
+     .replace("[[1, 0], [0, 1]]", "[[1]]"), "grids.image.values has 1,048,577 numbers, more than a teaching sheet"),
+    ("taller than a sheet", GOOD.replace("[[1, 0, 1], [0, 1, 0], [1, 0, 1]]", "[" + ",".join(["[1]"] * 200_000) + "]")
+     .replace("[[1, 0], [0, 1]]", "[[1]]") + "padding = [500000, 0]\n", "conv[0].padding must be at most 16,384"),
     ("too wide for a sheet", GOOD.replace("[[1, 0, 1], [0, 1, 0], [1, 0, 1]]", "[[" + ",".join(["1"] * 16_400) + "]]")
      .replace("[[1, 0], [0, 1]]", "[[1]]"), "does not fit a worksheet"),
     ("channel mismatch", GOOD.replace("[[1, 0], [0, 1]]", "[[[1, 0], [0, 1]], [[1, 0], [0, 1]]]"),
