@@ -21,7 +21,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".xlconv-install-stamp"
 ENGINE_BINARIES = ("soffice", "ssconvert", "pdftoppm")
-ENGINE_PACKAGES = ("libreoffice-calc-nogui", "gnumeric", "poppler-utils")
+ENGINE_PACKAGES = ("libreoffice-calc-nogui", "gnumeric", "poppler-utils", "fonts-crosextra-carlito")
 USAGE = "usage: python3 dev.py build [args...] | python3 dev.py test [pytest args...]"
 
 

@@ -41,7 +41,7 @@ def test_verify_refuses_a_file_that_is_not_a_workbook(tmp_path):
     junk.write_text("just text")
     proc = run("verify", str(junk))
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"xlconv: {junk}: a text, XML or HTML file, not an .xlsx workbook"
+    assert proc.stderr.strip() == f"xlconv: {junk}: not an .xlsx workbook (it starts with the bytes 6a 75 73 74 20 74 65 78)"
 
 
 def test_verify_refuses_a_workbook_xlconv_did_not_make(tmp_path):

@@ -342,3 +342,44 @@ def test_a_tolerance_that_would_pass_or_fail_everything_is_refused(tmp_path, tol
     with pytest.raises(ExerciseError, match="tolerance must be a number from 0 to 0.5"):
         exercise("lee-6x6", tmp_path / "ex", seed=1, tolerance=tolerance)
     assert not (tmp_path / "ex").exists()
+
+
+@pytest.mark.parametrize("name", ["lee-6x6", "dilation-5x5", "padding-same-full"])
+def test_conv_exercise_files_print_whole_carry_notes_and_no_panels(tmp_path, name):
+    """A student's file and its key print like the worksheet (blocks whole on A4, fitted to the width), carry the
+    notes on parameter and answer cells, say the cross-correlation once, and have no step-by-step panel or panel
+    colour: a panel computes the answers."""
+    from test_workbook_contents import check_notes, check_print_setup
+
+    from xlconv.sheets import style
+
+    result = exercise(name, tmp_path / "ex", seed=7)
+    for path in [*result.student_files, *result.key_files]:
+        check_print_setup(path)
+        found = check_notes(path)
+        ws = load_workbook(path).worksheets[0]
+        assert ws["B2"].value.count("cross-correlation") == 1
+        texts = [c.value for row in ws.iter_rows() for c in row if isinstance(c.value, str)]
+        assert not any("Step by step" in t for t in texts)
+        panel_fills = {c[1:].upper() for c in style.PANEL_COLOURS}
+        for cf in ws.conditional_formatting:
+            for rule in cf.rules:
+                fill = rule.dxf.fill.bgColor.rgb[-6:] if rule.dxf and rule.dxf.fill and rule.dxf.fill.bgColor else ""
+                assert fill not in panel_fills, (path.name, cf.sqref)
+        assert not any(re.search(r"\b4\b.*first|first one is", t) for t in found.values())
+    if name == "lee-6x6":  # stride 2 never reads the image's last row and column, in the student's file too
+        k = load_key(result.out_dir)
+        g = next(r for r in k.inputs if r.name == "image").grids[0]
+        ws = load_workbook(result.student_files[0])[k.sheet]
+        corner = ws.cell(g.bottom + 1, g.right + 1)
+        assert corner.fill.patternType == "darkUp" and "No window of stride2" in corner.comment.text
+
+
+@pytest.mark.libreoffice
+def test_drawn_dilation_and_padding_exercises_verify(tmp_path):
+    results = [exercise(n, tmp_path / n, seed=4) for n in ("dilation-5x5", "padding-same-full")]
+    reports = verify([p for r in results for p in r.key_files])
+    assert all(r.ok and r.cells > 0 for r in reports), [r.lines() for r in reports]
+    k = load_key(results[1].out_dir)
+    assert [r.name for r in k.answers] == ["same", "full"]
+    assert k.expected("")["full"].shape == (1, 7, 7)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from blocks import block
+from blocks import block, records
 from conftest import recalculated_values
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -109,3 +109,11 @@ def test_random_convolutions_and_poolings_agree_with_torch(batch):
             for name, expected in torch_outputs(arrays, ops).items():
                 np.testing.assert_allclose(block(wb, name), expected, rtol=1e-12, atol=1e-9,
                                            err_msg=f"{Path(path).name}: {name} {ops}")
+            # The step-by-step panels (a conv's products and sum, a pooling's window and its MAX or average, with
+            # padding, dilation and ceil_mode) equal the cell they pick.
+            for name, (_, _, info, role) in records(wb).items():
+                if role == "trace":
+                    filt, row, col, total, chosen = block(wb, name).ravel()
+                    picked = block(wb, info["output"])[int(filt) - 1, int(row) - 1, int(col) - 1]
+                    assert total == pytest.approx(picked, abs=1e-9), (Path(path).name, name, ops)
+                    assert chosen == pytest.approx(picked, abs=1e-9), (Path(path).name, name, ops)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from blocks import block
+from blocks import block, records
+from openpyxl import load_workbook
 from conftest import recalculated_values
 
 import xlconv
@@ -14,6 +15,25 @@ LEE_IMAGE = [[1, 0, 0, 0, 0, 1], [0, 1, 0, 0, 1, 0], [0, 0, 1, 1, 0, 0],
 FILTER1 = [[1, -1, -1], [-1, 1, -1], [-1, -1, 1]]
 FILTER2 = [[-1, 1, -1], [-1, 1, -1], [-1, 1, -1]]
 K = [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
+I7 = [[0, 1, 1, 1, 0, 0, 0], [0, 0, 1, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 0, 0],
+      [0, 0, 1, 1, 0, 0, 0], [0, 1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0]]
+INPUT5 = [[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]]
+CONVOLVED_FEATURE = [[4, 3, 4], [2, 4, 3], [2, 3, 4]]
+
+
+def torch_conv(x, w, **kw):
+    """F.conv2d of one 2-D image with one 2-D filter, as a 2-D array."""
+    t = torch.tensor(x, dtype=torch.float64)[None, None]
+    return F.conv2d(t, torch.tensor(w, dtype=torch.float64)[None, None], **kw)[0, 0].numpy()
+
+
+# The specs that draw dilation and padding out: (worksheet, block, torch's map from the lecture's numbers)
+DRAWN = [
+    ("dilation-5x5", "plain", torch_conv(I7, FILTER1)),
+    ("dilation-5x5", "dilated", torch_conv(I7, FILTER1, dilation=2)),
+    ("padding-same-full", "same", torch_conv(INPUT5, K, padding=1)),
+    ("padding-same-full", "full", torch_conv(INPUT5, K, padding=2)),
+]
 
 # (worksheet, block, channel, the numbers as printed in the lecture)
 LECTURE = [
@@ -91,3 +111,62 @@ def test_trace_panel_equals_its_output_cell(engine_books):
     wb = engine_books["lee-6x6"]
     trace = block(wb, "stride1_trace").ravel()  # filter, row, column, total, output
     assert trace.tolist() == [1, 1, 1, 3, 3]
+
+
+
+@pytest.mark.libreoffice
+@pytest.mark.parametrize("sheet, name, expected", DRAWN, ids=[f"{s}-{n}" for s, n, _ in DRAWN])
+def test_dilation_and_padding_sheets_agree_with_torch(engine_books, sheet, name, expected):
+    np.testing.assert_array_equal(block(engine_books[sheet], name)[0], expected)
+
+
+def test_dilation_and_padding_do_what_the_lecture_says():
+    """The oracle's side of the drawn specs, in the lecture's terms: dilation 2 spreads a 3x3 filter over 5x5
+    (7x7 -> 3x3 instead of 5x5); padding 1 keeps 5x5 ("same"), padding 2 gives 7x7 ("full"); both keep the
+    lecture's 3x3 convolved feature in their middle."""
+    assert torch_conv(I7, FILTER1).shape == (5, 5) and torch_conv(I7, FILTER1, dilation=2).shape == (3, 3)
+    spread = np.zeros((5, 5))
+    spread[::2, ::2] = FILTER1
+    np.testing.assert_array_equal(torch_conv(I7, FILTER1, dilation=2), torch_conv(I7, spread))
+    same, full = torch_conv(INPUT5, K, padding=1), torch_conv(INPUT5, K, padding=2)
+    assert same.shape == (5, 5) and full.shape == (7, 7)
+    np.testing.assert_array_equal(same[1:4, 1:4], CONVOLVED_FEATURE)
+    np.testing.assert_array_equal(full[2:5, 2:5], CONVOLVED_FEATURE)
+
+
+@pytest.mark.libreoffice
+def test_drawn_sheets_show_the_padding_ring_and_the_spread_filter(engine_books):
+    wb = engine_books["padding-same-full"]
+    full = block(wb, "full_padded")[0]
+    assert full.shape == (9, 9) and not full[:2].any() and not full[:, -2:].any()
+    np.testing.assert_array_equal(full[2:7, 2:7], INPUT5)
+    spread = block(engine_books["dilation-5x5"], "dilated_filter1_dilated")[0]
+    np.testing.assert_array_equal(spread[::2, ::2], FILTER1)
+    assert not spread[1::2].any() and not spread[:, 1::2].any()
+
+
+@pytest.mark.libreoffice
+def test_no_cell_prints_hashes(shipped, tmp_path):
+    """LibreOffice prints every toy sheet and an exercise with no "###" (a number too wide for its cell)."""
+    import shutil
+    import subprocess
+
+    from xlconv.engine import find_engine
+    from xlconv.exercise import exercise
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    result = exercise("lee-6x6", tmp_path / "ex", seed=7)
+    groups = [[p for n, p in shipped.items() if n != "output-size"], result.student_files, result.key_files]
+    profile = (tmp_path / "profile").as_uri()
+    pdfs = {}
+    for n, group in enumerate(groups):  # the student's file has the shipped sheet's name
+        out = tmp_path / f"pdf{n}"
+        subprocess.run([find_engine("libreoffice"), "--headless", f"-env:UserInstallation={profile}", "--convert-to",
+                        "pdf", "--outdir", str(out), *map(str, group)], check=True, capture_output=True, timeout=300)
+        pdfs.update({book: out / f"{book.stem}.pdf" for book in group})
+    for book, pdf in pdfs.items():
+        text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+        assert "###" not in text, book.name
+        panels = [n for n, (_, _, _, role) in records(load_workbook(book)).items() if role == "trace"]
+        assert text.count("Step by step") == len(panels), book.name  # every panel printed, none on exercises

@@ -30,6 +30,7 @@ _LAZY = {
     "from_arrays": ("xlconv.spec", "from_arrays"),
     "compute": ("xlconv.model", "compute"),
     "Conv": ("xlconv.model", "Conv"),
+    "ConvTranspose": ("xlconv.model", "ConvTranspose"),
     "Pool": ("xlconv.model", "Pool"),
     "Relu": ("xlconv.model", "Relu"),
     "verify": ("xlconv.verify", "verify"),
@@ -45,7 +46,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from xlconv.build import alexnet_workbook, build, build_all, write_workbook
     from xlconv.errors import EngineError, ExerciseError, SpecError, VerifyError, WorkbookError, XlconvError
-    from xlconv.model import Conv, Pool, Relu, compute
+    from xlconv.model import Conv, ConvTranspose, Pool, Relu, compute
     from xlconv.render import render
     from xlconv.spec import from_arrays
     from xlconv.spec import load as load_spec

@@ -22,6 +22,7 @@ from pathlib import Path
 from defusedxml import ElementTree
 
 from xlconv.errors import EngineError, WorkbookError
+from xlconv.guards import input_file
 from xlconv.record import CANARY_CELL, CANARY_SHEET, CANARY_VALUE
 from xlconv.xlsxread import open_workbook
 
@@ -96,6 +97,69 @@ def recalculate(
             _check_canary(produced, engine, src)
             shutil.move(produced, target)
     return targets
+
+
+def convert(paths: Sequence[Path | str], out_dir: Path | str, target: str = "pdf", timeout: float = 300) -> list[Path]:
+    """Convert workbooks with LibreOffice into out_dir/<stem>.<target> (same order); return those paths.
+
+    LibreOffice runs as recalculate() runs it: a private profile that recalculates every formula on load and
+    never runs macros, in its own process group, killed after ``timeout`` seconds. Inputs must be .xlsx
+    workbooks (WorkbookError naming the file otherwise) with distinct stems; nothing is written on error.
+    """
+    sources = [Path(p) for p in paths]
+    if not sources:
+        return []
+    stems: dict[str, Path] = {}
+    for src in sources:
+        check_xlsx(src)
+        if src.stem in stems:
+            raise WorkbookError(f"{src}: same name as {stems[src.stem]}; the outputs would overwrite each other")
+        stems[src.stem] = src
+    binary = find_engine("libreoffice")
+    if binary is None:
+        raise EngineError(install_hint("libreoffice"))
+    extension = target.split(":", 1)[0]
+    with tempfile.TemporaryDirectory(prefix="xlconv-engine-") as tmp:
+        work = Path(tmp)
+        (work / "in").mkdir()
+        (work / "out").mkdir()
+        inputs = [work / "in" / f"{i:03d}.xlsx" for i in range(len(sources))]
+        for src, dest in zip(sources, inputs):
+            shutil.copyfile(src, dest)
+        profile = work / "profile"
+        _write_libreoffice_profile(profile, 0)
+        command = [binary, "--headless", "--norestore", "--nolockcheck", f"-env:UserInstallation={profile.as_uri()}",
+                   "--convert-to", target, "--outdir", str(work / "out"), *map(str, inputs)]
+        stderr = _run("libreoffice", command, work, timeout)
+        produced = [work / "out" / f"{p.stem}.{extension}" for p in inputs]
+        for src, made in zip(sources, produced):
+            if not made.is_file():
+                raise EngineError(f"libreoffice produced no {extension} for {src}: {_tail(stderr)}")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        targets = [out / f"{src.stem}.{extension}" for src in sources]
+        for made, dest in zip(produced, targets):
+            shutil.move(made, dest)
+    return targets
+
+
+def check_xlsx(path: Path | str) -> None:
+    """WorkbookError naming the file unless it is a readable .xlsx package (a zip with a workbook part)."""
+    path = input_file(path, "workbook", WorkbookError)  # exists, a regular file, not too big
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            if _main_part(zf, names) not in names:
+                raise WorkbookError(f"{path}: not an .xlsx workbook (no workbook part)")
+    except (zipfile.BadZipFile, OSError, zlib.error, EOFError) as exc:
+        raise WorkbookError(f"{path}: not an .xlsx workbook ({exc})") from None
+
+
+def run_tool(name: str, command: list[str], timeout: float) -> str:
+    """Run a helper program (such as poppler's pdftoppm) the way the engines run: own process group, private
+    HOME, timeout; EngineError naming it if it fails. Returns its output, minus known noise."""
+    with tempfile.TemporaryDirectory(prefix=f"xlconv-{name}-") as tmp:
+        return _run(name, command, Path(tmp), timeout)
 
 
 def _check_engine_name(engine: str) -> None:

@@ -34,7 +34,8 @@ from xlconv.atomic import atomic_folder, write_text
 from xlconv.book import Book
 from xlconv.guards import check_tolerance, input_file, parse_json, xml_text
 from xlconv.errors import ExerciseError, SpecError
-from xlconv.model import AlexNetSpec, Conv, ConvSheetSpec, GridSpec, SizeSheetSpec, Spec, check_shapes
+from xlconv.model import (AlexNetSpec, Conv, ConvSheetSpec, ConvTranspose, GridSpec, SizeSheetSpec, Spec,
+                          check_shapes)
 from xlconv.record import Block
 from xlconv.sheets.conv import DEFAULT_TOLERANCE, ConvSheet
 
@@ -296,7 +297,7 @@ def root_values(spec: ExerciseSpec) -> dict[str, np.ndarray]:
         return {k: np.asarray(v, dtype=np.float64) for k, v in layer_inputs(spec).items()}
     values = {g.name: g.values for g in spec.grids}
     for op in spec.ops:
-        if isinstance(op, Conv) and op.bias is not None:
+        if isinstance(op, (Conv, ConvTranspose)) and op.bias is not None:
             values[f"{op.name}_bias"] = np.asarray(op.bias, dtype=np.float64)[:, None, None]
     return values
 

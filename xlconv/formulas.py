@@ -66,6 +66,12 @@ def out_size(h_in: str, kernel_size: str, stride: str, padding: str, dilation: s
     return f"=IF({ceil_mode},{ceil_fixed},{floor})"
 
 
+def conv_transpose_out_size(h_in: str, kernel_size: str, stride: str, padding: str, output_padding: str,
+                            dilation: str) -> str:
+    """A transposed convolution's output length: (H_in - 1)s - 2p + d(k - 1) + output_padding + 1."""
+    return f"=({h_in}-1)*{stride}-2*{padding}+{dilation}*({kernel_size}-1)+{output_padding}+1"
+
+
 def lecture_out_size(h_in: str, kernel_size: str, stride: str, padding: str) -> str:
     """The lecture's unrounded (H_in + 2*padding - kernel_size)/stride + 1."""
     return f"=({h_in}+2*{padding}-{kernel_size})/{stride}+1"
@@ -116,6 +122,22 @@ def in_window(top_row: int, left_col: int, out_row: str, out_col: str, kernel: t
     terms = []
     for axis, pos, start, here in ((0, out_row, top_row, "ROW()"), (1, out_col, left_col, "COLUMN()")):
         off = f"({here}-{start}-({pos}-1)*{stride[axis]})"
+        span = dilation[axis] * (kernel[axis] - 1)
+        terms += [f"({off}>=0)", f"({off}<={span})"]
+        if dilation[axis] > 1:
+            terms.append(f"(INT({off}/{dilation[axis]})*{dilation[axis]}={off})")
+    return "=" + "*".join(terms)
+
+
+def feeds(top_row: int, left_col: int, out_row: str, out_col: str, kernel: tuple[int, int], stride: tuple[int, int],
+          border: tuple[int, int], dilation: tuple[int, int]) -> str:
+    """Conditional-format rule on a transposed convolution's input: does this cell's copy in the spread grid (stride
+    cells apart, after border zeros; a negative border crops) fall under a tap of the picked output cell's window?
+
+    top_row and left_col are the 1-based row and column numbers of the input block's first cell."""
+    terms = []
+    for axis, pos, start, here in ((0, out_row, top_row, "ROW()"), (1, out_col, left_col, "COLUMN()")):
+        off = f"(({here}-{start})*{stride[axis]}+({border[axis]})-({pos}-1))"
         span = dilation[axis] * (kernel[axis] - 1)
         terms += [f"({off}>=0)", f"({off}<={span})"]
         if dilation[axis] > 1:
@@ -227,3 +249,95 @@ def banded_cell(maps: str, position: str, per_band: int, band_rows: int, map_col
 def torch_index_label(tensor: str, channel: str, row: str, col: str) -> str:
     """The text tensor[0, channel, row - 1, col - 1]: how torch indexes the cell of 1-based (row, col)."""
     return f'="{tensor}[0, "&{channel}&", "&({row}-1)&", "&({col}-1)&"]"'
+
+
+# -- The output-size table's formulas ---------------------------------------------------------------------------
+
+
+def unrounded_out_size(h_in: str, kernel_size: str, stride: str, padding: str, dilation: str) -> str:
+    """(H_in + 2p - d(k-1) - 1)/s + 1 before rounding; with d = 1 the lecture's (H_in + 2p - k)/s + 1."""
+    return f"=({h_in}+2*{padding}-{dilation}*({kernel_size}-1)-1)/{stride}+1"
+
+
+def pool_out_size(h_in: str, kernel_size: str, stride: str, padding: str, dilation: str, ceil_mode: str) -> str:
+    """A pooling layer's output length, torch's rule: rounded down, or with ceil_mode rounded up but capped so
+    that the last window starts inside the input or its left padding ((H_out - 1)*s <= H_in + p - 1).
+
+    The cap is torch's "drop a last window that starts in the right padding" whenever the padding is at most
+    half the kernel, which torch requires of pooling.
+    """
+    span = f"{h_in}+2*{padding}-{dilation}*({kernel_size}-1)-1"
+    return (f"=IF({ceil_mode},MIN(INT(({span}+{stride}-1)/{stride}),INT(({h_in}+{padding}-1)/{stride}))+1,"
+            f"INT(({span})/{stride})+1)")
+
+
+# -- The convolution sheet's step-by-step panels ----------------------------------------------------------------
+
+
+def all_of(criteria: Sequence[str]) -> str:
+    """A conditional-format rule true where every one of the given rules is true (each with or without "=")."""
+    return "=" + "*".join(f"({c[1:] if c.startswith('=') else c})" for c in criteria)
+
+
+def picked(selector: str, n: int) -> str:
+    """Conditional-format rule: is option n (1-based) the one typed in the selector cell?"""
+    return f"=({selector}={n})"
+
+
+def pool_tap(block: str, out_row: str, out_col: str, i: int, j: int, stride: tuple[int, int],
+             padding: tuple[int, int], dilation: tuple[int, int], size: tuple[int, int] | None = None) -> str:
+    """The map cell under pooling-window tap (i, j) for the picked pooled cell; with size = (H, W) of the map, a
+    blank text "" where the tap falls on the padding or past the edge (MAX, SUM and AVERAGE skip text, as torch's
+    max pooling never picks its -inf padding)."""
+    r = f"({out_row}-1)*{stride[0]}+{1 + i * dilation[0] - padding[0]}"
+    c = f"({out_col}-1)*{stride[1]}+{1 + j * dilation[1] - padding[1]}"
+    tap = index(block, r, c)
+    if size is None:
+        return tap
+    inside = f"({r}>=1)*({r}<={size[0]})*({c}>=1)*({c}<={size[1]})"
+    return f'=IF({inside},{tap[1:]},"")'
+
+
+def pool_divisor(out_pos: str, kernel_size: int, stride: int, padded_length: int) -> str:
+    """avg_pool2d's count along one axis for the picked window (count_include_pad): the taps inside the padded
+    input, MIN(k, H + 2p - (pos - 1)*s); ceil_mode's last window may hang past the padding."""
+    return f"MIN({kernel_size},{padded_length}-({out_pos}-1)*{stride})"
+
+
+def mean_over(cells: Sequence[str], divisor: str) -> str:
+    """SUM of cells divided by a count that is itself an expression (avg pooling that counts the padding)."""
+    return f"=SUM({','.join(cells)})/({divisor})"
+
+
+# -- The AlexNet trace: which max-pool cells one conv1 cell feeds -----------------------------------------------
+
+
+def pool_first(pos: str, kernel_size: int, stride: int) -> str:
+    """The first (1-based) output of a max pooling without padding whose window covers input position pos
+    (1-based): the windows start at (q - 1)*stride + 1 and span kernel_size cells."""
+    return f"=MAX(1,-INT(({kernel_size}-{pos})/{stride})+1)"
+
+
+def pool_last(pos: str, stride: int, count: int) -> str:
+    """The last (1-based) of those outputs, at most count (a last position that no window reaches gives a last
+    output before the first)."""
+    return f"=MIN({count},INT(({pos}-1)/{stride})+1)"
+
+
+def in_span(top_row: int, left_col: int, first_row: str, last_row: str, first_col: str, last_col: str,
+            extra: str | None = None) -> str:
+    """Conditional-format rule: is this cell's (1-based, within the block whose first cell is at top_row,
+    left_col) row from first_row to last_row and column from first_col to last_col?"""
+    here_r, here_c = f"ROW()-{top_row}+1", f"COLUMN()-{left_col}+1"
+    terms = [f"({here_r}>={first_row})", f"({here_r}<={last_row})", f"({here_c}>={first_col})",
+             f"({here_c}<={last_col})"]
+    if extra:
+        terms.append(f"({extra})")
+    return "=" + "*".join(terms)
+
+
+def torch_span_label(tensor: str, channel: str, first_row: str, last_row: str, first_col: str, last_col: str) -> str:
+    """The text tensor[0, channel, r0:r1, c0:c1]: torch's slice of the 1-based rows first_row..last_row and
+    columns first_col..last_col."""
+    return (f'="{tensor}[0, "&{channel}&", "&({first_row}-1)&":"&{last_row}&", "&({first_col}-1)&":"&{last_col}'
+            f'&"]"')

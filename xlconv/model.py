@@ -72,6 +72,23 @@ class Conv:
 
 
 @dataclass(frozen=True)
+class ConvTranspose:
+    """ConvTranspose2d with one output channel per weight grid; each grid is C_in x kh x kw, torch's weight[:, o]."""
+
+    name: str
+    label: str
+    input: str
+    weight: tuple[str, ...]
+    bias: tuple[float, ...] | None
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    output_padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    where: str = field(default="", compare=False)
+    kind = "conv_transpose"
+
+
+@dataclass(frozen=True)
 class Pool:
     """MaxPool2d or AvgPool2d, per channel."""
 
@@ -100,7 +117,7 @@ class Relu:
     kind = "relu"
 
 
-Op: TypeAlias = Union[Conv, Pool, Relu]
+Op: TypeAlias = Union[Conv, ConvTranspose, Pool, Relu]
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,7 @@ class SizeRow:
     ceil_mode: bool
     h_in: int | None  # None: chained from the previous row's output
     lecture: str  # what the lecture wrote for this row, if it differs
+    op: str = "conv"  # "conv" | "pool": only pooling has ceil_mode
 
 
 @dataclass(frozen=True)
@@ -170,7 +188,8 @@ Spec: TypeAlias = Union[ConvSheetSpec, SizeSheetSpec, AlexNetSpec]
 
 
 def dependency_order(ops: Sequence[Op], grids: Sequence[str]) -> tuple[Op, ...]:
-    """Ops reordered so each comes after the op it reads (a conv may follow a pool); ties keep spec order."""
+    """Ops reordered so each comes after the op it reads (a conv may follow a pool); ties keep spec order, except
+    that a transposed convolution comes right after the op it reads (the convolution it undoes, case by case)."""
     done, left = set(grids), list(ops)
     ordered: list[Op] = []
     while left:
@@ -180,6 +199,10 @@ def dependency_order(ops: Sequence[Op], grids: Sequence[str]) -> tuple[Op, ...]:
         ordered.append(ready)
         done.add(ready.name)
         left.remove(ready)
+        for follower in [op for op in left if isinstance(op, ConvTranspose) and op.input == ready.name]:
+            ordered.append(follower)
+            done.add(follower.name)
+            left.remove(follower)
     return tuple(ordered)
 
 
@@ -212,6 +235,11 @@ def op_shape(op: Op, in_shape: Shape, spec: ConvSheetSpec) -> Shape:
         return (len(op.weight),
                 ref.out_size(h, kh, op.stride[0], op.padding[0], op.dilation[0]),
                 ref.out_size(w, kw, op.stride[1], op.padding[1], op.dilation[1]))
+    if isinstance(op, ConvTranspose):
+        kh, kw = spec.grid(op.weight[0]).values.shape[1:]
+        return (len(op.weight),
+                ref.conv_transpose_out_size(h, kh, op.stride[0], op.padding[0], op.output_padding[0], op.dilation[0]),
+                ref.conv_transpose_out_size(w, kw, op.stride[1], op.padding[1], op.output_padding[1], op.dilation[1]))
     return (c,
             ref.out_size(h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0], op.ceil_mode),
             ref.out_size(w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1], op.ceil_mode))
@@ -223,7 +251,7 @@ def check_shapes(spec: ConvSheetSpec) -> None:
         raise SpecError(f"{spec.path}: {where} {msg}")
 
     shapes: dict[str, Shape] = {g.name: _shape3(g.values) for g in spec.grids}
-    kernels = {w for op in spec.ops if isinstance(op, Conv) for w in op.weight}
+    kernels = {w for op in spec.ops if isinstance(op, (Conv, ConvTranspose)) for w in op.weight}
     for op in spec.ops:
         where = _where(spec, op)
         check_name(op.name, f"{spec.path}: {where}.name")
@@ -235,7 +263,7 @@ def check_shapes(spec: ConvSheetSpec) -> None:
             fail(f"{where}.input", f"{op.input!r} is used as a kernel; give the input its own grid")
         c, h, w = shapes[op.input]
         _check_extent(op, h, w, fail, where)
-        if isinstance(op, Conv):
+        if isinstance(op, (Conv, ConvTranspose)):
             for wname in op.weight:
                 if wname not in {g.name for g in spec.grids}:
                     fail(f"{where}.weight", f"{wname!r} is not a grid")
@@ -245,6 +273,12 @@ def check_shapes(spec: ConvSheetSpec) -> None:
             kc, kh, kw = kshapes.pop()
             if kc != c:
                 fail(f"{where}.weight", f"has {kc} channel(s) but the input {op.input!r} has in_channels={c}")
+            if isinstance(op, ConvTranspose):
+                if op.bias is not None and len(op.bias) != len(op.weight):
+                    fail(f"{where}.bias", f"must be one number per weight ({len(op.weight)}), got {len(op.bias)}")
+                _check_transpose(op, (h, w), (kh, kw), fail, where)
+                shapes[op.name] = op_shape(op, shapes[op.input], spec)
+                continue
             ks = op.kernel_size
             if ks is not None and ks != (kh, kw):
                 fail(f"{where}.kernel_size", f"is {list(ks)} but the weight grids are {kh}x{kw}")
@@ -279,6 +313,32 @@ MAX_SIDE = 16_384
 MAX_BLOCK_CELLS = 4_000_000
 
 
+def _check_transpose(op: ConvTranspose, hw: Pair, k: Pair, fail: Callable[[str, str], NoReturn], where: str) -> None:
+    """torch's rules for conv_transpose2d (output_padding below stride or dilation, an output of at least one cell),
+    and the spread input and the output must fit a sheet."""
+    for axis in (0, 1):
+        opad, s, d = op.output_padding[axis], op.stride[axis], op.dilation[axis]
+        if opad >= s and opad >= d:
+            fail(f"{where}.output_padding", f"must be smaller than either stride or dilation (torch's rule), got "
+                                            f"{opad} with stride {s} and dilation {d}")
+    out = [ref.conv_transpose_out_size(hw[a], k[a], op.stride[a], op.padding[a], op.output_padding[a], op.dilation[a])
+           for a in (0, 1)]
+    if min(out) < 1:
+        fail(f"{where}.padding", f"{torch_pair(op.padding)} leaves an output of {out[0]} x {out[1]}: (H_in - 1) x stride "
+                                 f"- 2 x padding + dilation x (kernel_size - 1) + output_padding + 1 must be at least 1")
+    spread = [(hw[a] - 1) * op.stride[a] + 1 + 2 * ref.spread_border(k[a], op.padding[a], op.dilation[a])
+              + op.output_padding[a] for a in (0, 1)]
+    for key, (rows, cols) in (("stride", spread), ("padding", out)):
+        if rows > MAX_SIDE or cols > MAX_SIDE or rows * cols > MAX_BLOCK_CELLS:
+            what = "spread input" if key == "stride" else "output"
+            fail(f"{where}.{key}", f"makes the {what} {rows:,} x {cols:,}, larger than a sheet can show")
+
+
+def torch_pair(p: Pair) -> str:
+    """A pair as torch prints an argument: 2, or (2, 3)."""
+    return str(p[0]) if p[0] == p[1] else f"({p[0]}, {p[1]})"
+
+
 def _check_extent(op: Op, h: int, w: int, fail: Callable[[str, str], NoReturn], where: str) -> None:
     """Refuse padding, strides and windows so large that the padded input alone would not fit a sheet."""
     if isinstance(op, Relu):
@@ -288,8 +348,10 @@ def _check_extent(op: Op, h: int, w: int, fail: Callable[[str, str], NoReturn], 
             fail(f"{where}.{key}", f"must be at most {MAX_SIDE:,} (a sheet's width), got {max(pair):,}")
     if isinstance(op, Pool) and max(op.kernel_size) > MAX_SIDE:
         fail(f"{where}.kernel_size", f"must be at most {MAX_SIDE:,}, got {max(op.kernel_size):,}")
+    if isinstance(op, ConvTranspose):
+        return  # its padding crops: _check_transpose sizes the spread input and the output
     ph, pw = h + 2 * op.padding[0], w + 2 * op.padding[1]
-    if ph > MAX_SIDE or pw > MAX_SIDE or ph * pw > MAX_BLOCK_CELLS:
+    if max(op.padding) and (ph > MAX_SIDE or pw > MAX_SIDE or ph * pw > MAX_BLOCK_CELLS):
         fail(f"{where}.padding", f"makes the padded input {ph:,} x {pw:,}, larger than a sheet can show")
 
 
@@ -317,6 +379,9 @@ def apply(op: Op, values: dict[str, np.ndarray]) -> np.ndarray:
     if isinstance(op, Conv):
         w = np.stack([values[n] for n in op.weight])
         return ref.conv2d(x, w, op.bias, op.stride, op.padding, op.dilation)
+    if isinstance(op, ConvTranspose):  # torch's weight is (C_in, C_out, kh, kw): each grid is weight[:, o]
+        w = np.stack([values[n] for n in op.weight], axis=1)
+        return ref.conv_transpose2d(x, w, op.bias, op.stride, op.padding, op.output_padding, op.dilation)
     if isinstance(op, Pool):
         if op.mode == "max":
             return ref.max_pool2d(x, op.kernel_size, op.stride, op.padding, op.dilation, op.ceil_mode)
@@ -324,6 +389,6 @@ def apply(op: Op, values: dict[str, np.ndarray]) -> np.ndarray:
     return ref.relu(x)
 
 
-__all__ = ["Pair", "Shape", "GridSpec", "Conv", "Pool", "Relu", "Op", "ConvSheetSpec", "SizeRow", "SizeSheetSpec",
-           "AlexNetSpec", "Spec", "NORMALIZE", "check_name", "dependency_order", "shape_of", "op_shape",
+__all__ = ["Pair", "Shape", "GridSpec", "Conv", "ConvTranspose", "Pool", "Relu", "Op", "ConvSheetSpec", "SizeRow",
+           "SizeSheetSpec", "AlexNetSpec", "Spec", "NORMALIZE", "check_name", "dependency_order", "shape_of", "op_shape",
            "check_shapes", "compute", "apply"]

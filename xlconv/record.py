@@ -43,7 +43,8 @@ ROOT_ROLES = ("input", "kernel", "bias")
 # Exercise blocks: a student's typed answers, and the live self-checks and score (grade reads those).
 EXERCISE_ROLES = ("answer", "check", "score")
 # Recomputed by verify from the roots:
-DERIVED_ROLES = ("padded", "dilated", "size", "trace", "normalize", "output")
+# spread and flipped: a transposed convolution's spread input and rotated kernels, as it is taught.
+DERIVED_ROLES = ("padded", "dilated", "spread", "flipped", "size", "trace", "normalize", "output")
 ROLES = ROOT_ROLES + EXERCISE_ROLES + DERIVED_ROLES
 
 
@@ -187,6 +188,19 @@ class ConvParams:
 
 
 @dataclass(frozen=True)
+class ConvTransposeParams:
+    """An output block computed by F.conv_transpose2d (each weight block is torch's weight[:, o])."""
+
+    input: str
+    weight: tuple[str, ...]
+    bias: str | None
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    output_padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class PoolParams:
     """An output block computed by F.max_pool2d or F.avg_pool2d."""
 
@@ -207,13 +221,19 @@ class ReluParams:
     input: str
 
 
-OpParams = Union[ConvParams, PoolParams, ReluParams]
+OpParams = Union[ConvParams, ConvTransposeParams, PoolParams, ReluParams]
 
 
 def conv_info(p: ConvParams, **extra: Any) -> dict[str, Any]:
     """The info of a conv output block, as the writer records it."""
     return dict(op="conv", input=p.input, weight=list(p.weight), bias=p.bias, stride=list(p.stride),
                 padding=list(p.padding), dilation=list(p.dilation), **extra)
+
+
+def conv_transpose_info(p: ConvTransposeParams, **extra: Any) -> dict[str, Any]:
+    """The info of a transposed conv's output block, as the writer records it."""
+    return dict(op="conv_transpose", input=p.input, weight=list(p.weight), bias=p.bias, stride=list(p.stride),
+                padding=list(p.padding), output_padding=list(p.output_padding), dilation=list(p.dilation), **extra)
 
 
 def pool_info(p: PoolParams, **extra: Any) -> dict[str, Any]:
@@ -272,6 +292,10 @@ def op_params(block: Block, where: str = "") -> OpParams:
     if op == "conv":
         return ConvParams(f.text("input"), f.names("weight"), f.text("bias", optional=True), f.pair("stride", 1),
                           f.pair("padding", 0), f.pair("dilation", 1))
+    if op == "conv_transpose":
+        return ConvTransposeParams(f.text("input"), f.names("weight"), f.text("bias", optional=True),
+                                   f.pair("stride", 1), f.pair("padding", 0), f.pair("output_padding", 0),
+                                   f.pair("dilation", 1))
     if op in ("max_pool", "avg_pool"):
         return PoolParams(op.split("_")[0], f.text("input"), f.pair("kernel_size", 1), f.pair("stride", 1),
                           f.pair("padding", 0), f.pair("dilation", 1), f.flag("ceil_mode"), f.flag("count_include_pad"))

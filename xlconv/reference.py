@@ -62,6 +62,65 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: ArrayLike | None = None, str
     return out
 
 
+def conv_transpose_out_size(h_in: int, kernel_size: int, stride: int = 1, padding: int = 0, output_padding: int = 0,
+                            dilation: int = 1) -> int:
+    """Output length of a transposed convolution along one axis: (H_in - 1)s - 2p + d(k - 1) + output_padding + 1."""
+    return (h_in - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
+
+
+def conv_transpose2d(x: np.ndarray, weight: np.ndarray, bias: ArrayLike | None = None, stride: int | Pair = 1,
+                     padding: int | Pair = 0, output_padding: int | Pair = 0, dilation: int | Pair = 1) -> np.ndarray:
+    """Transposed convolution of x (C_in, H, W) with weight (C_in, C_out, kh, kw) plus bias (C_out,), like
+    F.conv_transpose2d, by its definition: every input cell times the whole (dilated) kernel, scattered into the
+    output at (row x stride, column x stride) and summed where the copies overlap; then padding cells are cut off
+    each side (output_padding adds cells at the bottom and right)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = pair(stride), pair(padding), pair(output_padding), pair(dilation)
+    _, h, wd = x.shape
+    _, c_out, kh, kw = w.shape
+    oh = conv_transpose_out_size(h, kh, sh, ph, oph, dh)
+    ow = conv_transpose_out_size(wd, kw, sw, pw, opw, dw)
+    full = np.zeros((c_out, (h - 1) * sh + dh * (kh - 1) + 1 + oph, (wd - 1) * sw + dw * (kw - 1) + 1 + opw))
+    for i in range(h):
+        for j in range(wd):
+            full[:, i * sh:i * sh + dh * (kh - 1) + 1:dh, j * sw:j * sw + dw * (kw - 1) + 1:dw] += \
+                np.einsum("c,cokl->okl", x[:, i, j], w)
+    out = full[:, ph:ph + oh, pw:pw + ow]
+    if bias is not None:
+        out = out + np.asarray(bias, dtype=np.float64)[:, None, None]
+    return out
+
+
+def spread_border(kernel_size: int, padding: int, dilation: int = 1) -> int:
+    """Zeros around the spread input of a transposed convolution taught as a convolution: d(k - 1) - p (negative:
+    that many cells are cropped instead)."""
+    return dilation * (kernel_size - 1) - padding
+
+
+def spread(x: np.ndarray, kernel_size: int | Pair, stride: int | Pair = 1, padding: int | Pair = 0,
+           output_padding: int | Pair = 0, dilation: int | Pair = 1) -> np.ndarray:
+    """The input of a transposed convolution as it is taught (C, H, W): stride - 1 zeros between cells, d(k - 1) - p
+    zeros around (cropped where negative), output_padding more at the bottom and right. A stride-1 convolution of it
+    with the kernel rotated 180 degrees (flip_kernel) is the transposed convolution."""
+    x = np.asarray(x, dtype=np.float64)
+    k, s, p, op, d = pair(kernel_size), pair(stride), pair(padding), pair(output_padding), pair(dilation)
+    c, h, w = x.shape
+    inner = np.zeros((c, (h - 1) * s[0] + 1, (w - 1) * s[1] + 1))
+    inner[:, ::s[0], ::s[1]] = x
+    q = [spread_border(k[a], p[a], d[a]) for a in (0, 1)]
+    before, after = q, [q[0] + op[0], q[1] + op[1]]
+    big = np.pad(inner, ((0, 0), (max(before[0], 0), max(after[0], 0)), (max(before[1], 0), max(after[1], 0))))
+    top, left = max(-before[0], 0), max(-before[1], 0)
+    return big[:, top:big.shape[1] - max(-after[0], 0), left:big.shape[2] - max(-after[1], 0)]
+
+
+def flip_kernel(w: np.ndarray, dilation: int | Pair = 1) -> np.ndarray:
+    """A (..., kh, kw) kernel rotated 180 degrees (then spread by the dilation): what a transposed convolution taught
+    as a convolution slides over the spread input."""
+    return dilate_kernel(np.flip(np.asarray(w, dtype=np.float64), axis=(-2, -1)), dilation)
+
+
 def pool_bounds(i: int, n_in: int, kernel_size: int, stride: int, padding: int, dilation: int = 1) -> tuple[list[int], int]:
     """Input indices inside the i-th pooling window along one axis, and torch's avg-pool divisor length."""
     start = i * stride - padding
@@ -114,9 +173,10 @@ def normalize(raw: ArrayLike, mean: ArrayLike, std: ArrayLike) -> np.ndarray:
     return (raw / 255.0 - mean) / std
 
 
-def lecture_out_size(h_in: float, kernel_size: float, stride: float, padding: float) -> float:
-    """The lecture's unrounded (H_in + 2*padding - kernel_size)/stride + 1, e.g. 55.25."""
-    return (h_in + 2 * padding - kernel_size) / stride + 1
+def lecture_out_size(h_in: float, kernel_size: float, stride: float, padding: float, dilation: float = 1) -> float:
+    """The lecture's unrounded (H_in + 2*padding - kernel_size)/stride + 1, e.g. 55.25; with a dilation d the
+    kernel spans d*(kernel_size-1)+1 cells: (H_in + 2*padding - d*(kernel_size-1) - 1)/stride + 1."""
+    return (h_in + 2 * padding - dilation * (kernel_size - 1) - 1) / stride + 1
 
 
 def is_integral(a: np.ndarray) -> bool:
@@ -125,5 +185,6 @@ def is_integral(a: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(a)) and np.all(a == np.round(a)))
 
 
-__all__ = ["pair", "out_size", "pad", "dilate_kernel", "conv2d", "pool_bounds", "max_pool2d",
+__all__ = ["pair", "out_size", "pad", "dilate_kernel", "conv2d", "conv_transpose_out_size", "conv_transpose2d",
+           "spread_border", "spread", "flip_kernel", "pool_bounds", "max_pool2d",
            "avg_pool2d", "relu", "normalize", "lecture_out_size", "is_integral"]

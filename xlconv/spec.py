@@ -25,6 +25,7 @@ from xlconv.model import (
     AlexNetSpec,
     Conv,
     ConvSheetSpec,
+    ConvTranspose,
     GridSpec,
     Op,
     Pair,
@@ -191,7 +192,7 @@ def _alexnet(top: _Fields, path: str, name: str, title: str, base: Path) -> Alex
     return AlexNetSpec(path, name, title, image_ref, weights, seed, normalize, channels)
 
 
-MAX_PHOTO_CELLS = 250_000  # a 500 x 500 photo of typed pixels; the toy sheets use 32 x 32
+MAX_PHOTO_CELLS = 250_000  # cells of one grid: a 500 x 500 photo of typed pixels; the toy sheets use 32 x 32
 MAX_SPEC_BYTES = 16 * 2**20  # a spec with a 1,000 x 1,000 grid typed in is about 4 MB
 
 
@@ -324,6 +325,9 @@ def _numeric(f: _Fields, key: str, v: Any) -> np.ndarray:
             if len(row) != width:
                 at = f"[{c}][{r}]" if depth == 3 else f"[{r}]"
                 f.fail(key, f"is ragged: row {at} has {len(row)} numbers, row 0 has {width}")
+    cells = len(rows) * len(rows[0]) * width
+    if cells > MAX_PHOTO_CELLS:
+        f.fail(key, f"has {cells:,} numbers, more than a teaching sheet can show (at most {MAX_PHOTO_CELLS:,})")
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -408,7 +412,7 @@ def _photo(f: _Fields, base: Path) -> tuple[np.ndarray, str]:
         (f", resized to {size[0]}x{size[1]}" if size else "")
 
 
-_OP_KEYS = ("conv", "relu", "pool")
+_OP_KEYS = ("conv", "conv_transpose", "relu", "pool")
 
 
 def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
@@ -422,7 +426,7 @@ def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
             name = _check_name(f, "name", f.text("name"))
             label = f.text("label", name)
             inp = f.text("input")
-            if kind == "conv":
+            if kind in ("conv", "conv_transpose"):
                 w = f.raw("weight")
                 weight = tuple(w) if isinstance(w, list) else (w,)
                 if not weight or not all(isinstance(x, str) for x in weight):
@@ -435,8 +439,13 @@ def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
                             or abs(b) > MAX_VALUE for b in items):
                         f.fail("bias", f"must be one number per weight ({len(weight)}), got {_show(bias)}")
                     bias = tuple(float(b) for b in items)
-                kernel_size = f.pair("kernel_size", None, minimum=1) if f.has("kernel_size") else None
-                op: Op = Conv(name, label, inp, weight, bias, f.pair("stride", 1, minimum=1),
+                if kind == "conv_transpose":  # F.conv_transpose2d's arguments, in its order
+                    op: Op = ConvTranspose(name, label, inp, weight, bias, f.pair("stride", 1, minimum=1),
+                                           f.pair("padding", 0), f.pair("output_padding", 0),
+                                           f.pair("dilation", 1, minimum=1))
+                else:
+                    kernel_size = f.pair("kernel_size", None, minimum=1) if f.has("kernel_size") else None
+                    op = Conv(name, label, inp, weight, bias, f.pair("stride", 1, minimum=1),
                               f.pair("padding", 0), f.pair("dilation", 1, minimum=1), kernel_size)
             elif kind == "pool":
                 mode = f.text("mode", "max")
@@ -453,7 +462,7 @@ def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
             f.done()
             ops.append(replace(op, where=f"{kind}[{i}]"))
     if not ops:
-        top.fail("conv", "at least one [[conv]], [[relu]] or [[pool]] is required")
+        top.fail("conv", "at least one [[conv]], [[conv_transpose]], [[relu]] or [[pool]] is required")
     return tuple(ops)
 
 
@@ -464,10 +473,19 @@ def _size_rows(path: str, tables: Any) -> tuple[SizeRow, ...]:
     for i, t in enumerate(tables):
         f = _Fields(path, f"layer[{i}]", t)
         name = f.text("name")
-        row = SizeRow(name, f.text("label", name), f.integer("kernel_size", minimum=1), f.integer("stride", 1, minimum=1),
-                      f.integer("padding", 0), f.integer("dilation", 1, minimum=1), f.boolean("ceil_mode", False),
+        label = f.text("label", name)
+        ceil_mode = f.boolean("ceil_mode", False)
+        # Without op, a row is pooling when it says so (name or label) or sets ceil_mode, as specs did before op.
+        guess = "pool" if ceil_mode or "pool" in f"{name} {label}".lower() else "conv"
+        op = f.text("op", guess)
+        if op not in ("conv", "pool"):
+            f.fail("op", f'must be "conv" or "pool", got {_show(op)}')
+        if op == "conv" and ceil_mode:
+            f.fail("ceil_mode", 'is a pooling option: set op = "pool" or leave ceil_mode out')
+        row = SizeRow(name, label, f.integer("kernel_size", minimum=1), f.integer("stride", 1, minimum=1),
+                      f.integer("padding", 0), f.integer("dilation", 1, minimum=1), ceil_mode,
                       f.integer("h_in", None if i else ..., minimum=1) if (f.has("h_in") or i == 0) else None,
-                      f.text("lecture", ""))
+                      f.text("lecture", ""), op)
         f.done()
         rows.append(row)
     # Check the chain the way torch would fail on it.

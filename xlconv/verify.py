@@ -18,7 +18,7 @@ from xlconv.engine import recalculate
 from xlconv.errors import VerifyError, WorkbookError
 from xlconv import safety
 from xlconv.guards import check_tolerance, input_file
-from xlconv.record import EXERCISE_ROLES, ROOT_ROLES, Block, ConvParams, PoolParams
+from xlconv.record import EXERCISE_ROLES, ROOT_ROLES, Block, ConvParams, ConvTransposeParams, PoolParams
 from xlconv.xlsxread import open_workbook
 
 MAX_REPORTED = 5
@@ -195,6 +195,11 @@ def expected_block(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray | Non
         return [ref.pad(cur[info["input"]], info["padding"])]
     if rec.role == "dilated":
         return [ref.dilate_kernel(cur[info["input"]], info["dilation"])]
+    if rec.role == "spread":  # a transposed conv's input, spread and padded (or cropped) as it is taught
+        return [ref.spread(cur[info["input"]], info["kernel_size"], info["stride"], info["padding"],
+                           info["output_padding"], info["dilation"])]
+    if rec.role == "flipped":  # its kernel rotated 180 degrees (and dilated)
+        return [ref.flip_kernel(cur[info["input"]], info["dilation"])]
     if rec.role == "size":
         return _expected_size(rec, _own_cells(rec, got))
     if rec.role == "trace":
@@ -213,6 +218,11 @@ def expected_block(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray | Non
         b = cur[p.bias].ravel() if p.bias else None
         return [f(x, w, b, stride=p.stride, padding=p.padding, dilation=p.dilation)
                 for f in (ref.conv2d, tref.conv2d)]
+    if isinstance(p, ConvTransposeParams):  # torch's weight is (C_in, C_out, kh, kw): each block is weight[:, o]
+        w = np.stack([cur[n] for n in p.weight], axis=1)
+        b = cur[p.bias].ravel() if p.bias else None
+        return [f(x, w, b, stride=p.stride, padding=p.padding, output_padding=p.output_padding, dilation=p.dilation)
+                for f in (ref.conv_transpose2d, tref.conv_transpose2d)]
     if isinstance(p, PoolParams) and p.mode == "max":
         return [f(x, kernel_size=p.kernel_size, stride=p.stride, padding=p.padding, dilation=p.dilation,
                   ceil_mode=p.ceil_mode) for f in (ref.max_pool2d, tref.max_pool2d)]
@@ -232,6 +242,8 @@ def _own_cells(rec: Block, got: np.ndarray | None) -> np.ndarray:
 def _expected_size(rec: Block, got: np.ndarray) -> list[np.ndarray]:
     """The size table's output cell recomputed from its own (possibly edited) parameter cells."""
     v = dict(zip(rec.info["rows"], got.ravel()))
+    if "outpad" in v:
+        return _expected_transpose_size(rec, v, got)
     expected = got.copy()
     params = [v["in"], v["k"], v["s"], v["p"], v["d"]]
     if any(np.isnan(params)) or min(params[1:3] + params[4:]) < 1:
@@ -247,6 +259,22 @@ def _expected_size(rec: Block, got: np.ndarray) -> list[np.ndarray]:
     if "lecture" in rec.info["rows"]:  # the unrounded value: plain arithmetic, no torch counterpart
         at = rec.info["rows"].index("lecture")
         np_out.reshape(-1)[at] = torch_out.reshape(-1)[at] = ref.lecture_out_size(h, k, s, p, d)
+    return [np_out, torch_out]
+
+
+def _expected_transpose_size(rec: Block, v: dict[str, float], got: np.ndarray) -> list[np.ndarray]:
+    """A transposed conv's size line recomputed from its own (possibly edited) cells:
+    (H_in - 1)s - 2p + d(k - 1) + output_padding + 1, by NumPy and by what torch's conv_transpose2d gives."""
+    params = [v["in"], v["k"], v["s"], v["p"], v["outpad"], v["d"]]
+    out_index = rec.info["rows"].index("out")
+    np_out, torch_out = got.copy(), got.copy()
+    if any(np.isnan(params)) or min(params[0:3] + params[5:]) < 1 or min(params[3:5]) < 0:
+        return [np_out]  # parameters a student blanked or zeroed: nothing meaningful to recompute
+    h, k, s, p, op, d = (int(x) for x in params)
+    out = ref.conv_transpose_out_size(h, k, s, p, op, d)
+    np_out.reshape(-1)[out_index] = out
+    if out >= 1 and (op < s or op < d):  # torch refuses the rest
+        torch_out.reshape(-1)[out_index] = tref.conv_transpose_out_size(h, k, s, p, op, d)
     return [np_out, torch_out]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from xlconv import formulas as fx
 from xlconv.book import check_formula
 from xlconv.cells import Grid, a1
-from xlconv.model import Conv, Op, Pool
+from xlconv.model import Conv, ConvTranspose, Op, Pool
 from xlconv.sheets import style
 
 if TYPE_CHECKING:
@@ -22,8 +22,10 @@ CHECK_SLACK = 1e-9  # so that an answer exactly at the tolerance counts, whateve
 def exercise_note(sheet: ConvSheet) -> str:
     """The note at the top of an exercise sheet: what to type, how it is checked."""
     s, tol = sheet.spec, f"{sheet.tolerance:g}"
-    text = (s.exercise_note or s.note) + " torch's Conv2d is a cross-correlation: the kernel slides without " \
-        "being flipped. "
+    text = (s.exercise_note or s.note).strip()
+    if "cross-correlation" not in text:
+        text += " torch's Conv2d is a cross-correlation: the kernel slides without being flipped."
+    text += " "
     if sheet.mode == "key":
         text += ("ANSWER KEY: the yellow answer cells hold the live formulas where the student's workbook has "
                  "blank answer cells; the layout is the same cell for cell.")
@@ -84,6 +86,8 @@ def expr(sheet: ConvSheet, name: str, k: int, i: int, j: int) -> str:
             e = sheet.placed[name].grids[k].cell(i, j, absolute=True)
         elif isinstance(op, Conv):
             e = conv_expr(sheet, op, k, i, j)
+        elif isinstance(op, ConvTranspose):
+            e = transpose_expr(sheet, op, k, i, j)
         elif isinstance(op, Pool):
             e = sheet.pool_formula(op, i, j, lambda rows, cols: [expr(sheet, op.input, k, r, c)
                                                                  for r in rows for c in cols])
@@ -111,6 +115,35 @@ def conv_expr(sheet: ConvSheet, op: Conv, oc: int, i: int, j: int) -> str:
             for bb in range(kw):
                 ii = i * op.stride[0] + a * op.dilation[0] - op.padding[0]
                 jj = j * op.stride[1] + bb * op.dilation[1] - op.padding[1]
+                if 0 <= ii < h and 0 <= jj < w:
+                    terms.append(f"{raw[c].cell(a, bb, absolute=True)}*({expr(sheet, op.input, c, ii, jj)})")
+    if bias:
+        terms.append(bias)
+    return "+".join(terms) or "0"
+
+
+def transpose_expr(sheet: ConvSheet, op: ConvTranspose, oc: int, i: int, j: int) -> str:
+    """A transposed conv's output cell as an expression of typed cells only: SUMPRODUCT of the spread input's window
+    and the flipped filter when its input is typed; else, by torch's scatter definition, tap by tap, so the check
+    never trusts the student's cells."""
+    spread, flipped, bias_cells, eh, ew = sheet.conv_ctx[op.name]
+    bias = bias_cells[oc].cell(0, 0, absolute=True) if bias_cells else None
+    if op.input not in sheet.ops_by_name:
+        wins = [sg.window(i, j, eh, ew).ref(absolute=True) for sg in spread.grids]
+        return fx.conv(wins, [kg.ref(absolute=True) for kg in flipped[op.weight[oc]]], bias)[1:]
+    c_in, h, w = sheet.values[op.input].shape
+    raw = sheet.placed[op.weight[oc]].grids
+    kh, kw = raw[0].height, raw[0].width
+    terms = []
+    for c in range(c_in):
+        for a in range(kh):
+            for bb in range(kw):
+                # input cell (ii, jj) adds weight[a, bb] times itself at (ii*s - p + a*d, jj*s - p + bb*d)
+                ti = i + op.padding[0] - a * op.dilation[0]
+                tj = j + op.padding[1] - bb * op.dilation[1]
+                if ti % op.stride[0] or tj % op.stride[1]:
+                    continue
+                ii, jj = ti // op.stride[0], tj // op.stride[1]
                 if 0 <= ii < h and 0 <= jj < w:
                     terms.append(f"{raw[c].cell(a, bb, absolute=True)}*({expr(sheet, op.input, c, ii, jj)})")
     if bias:

@@ -6,7 +6,7 @@ rules live here only, so that all workbooks speak the same visual language.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from xlsxwriter.format import Format
@@ -53,6 +53,12 @@ DIVERGING_MINMAX = dict(type="3_color_scale", min_color=_BLUE, mid_type="num", m
                         max_color=_RED)
 POSITIVE_MINMAX = dict(type="2_color_scale", min_type="num", min_value=0, min_color=_WHITE, max_color=_RED)
 GRAYSCALE = dict(type="2_color_scale", min_color="#000000", max_color="#FFFFFF")
+# Step-by-step panels: one colour per panel, used for its window, its kernel and its output cell and by
+# nothing else (not "you type here", not a heat map), so that two panels on one image never merge.
+PANEL_COLOURS = ("#F4B183", "#9DC3E6", "#C5E0B4", "#D5A6BD")  # orange, blue, green, mauve
+PANEL_BORDER = ("#C55A11", "#2E75B6", "#548235", "#7B3F61")
+# Cells that no window of an op reads (a stride that steps over the last rows): hatched, with a note.
+UNREAD = dict(pattern=8, fg_color="#BFBFBF")
 # The self-check marks and their colours: right, wrong, not a number.
 MARKS = ((fx.CHECK_RIGHT, "#C6EFCE", "#006100"), (fx.CHECK_WRONG, "#FFC7CE", DARK_RED),
          (fx.CHECK_NOT_A_NUMBER, "#FFEB9C", "#9C5700"))
@@ -121,12 +127,54 @@ def protect_inputs(ws: Worksheet) -> None:
                     "format_rows": True})
 
 
-def page_setup(ws: Worksheet, landscape: bool = True) -> None:
-    """No gridlines on screen or paper; landscape, fitted to the page width."""
+def page_setup(ws: Worksheet, landscape: bool = True, breaks: Sequence[int] = (),
+               repeat_rows: tuple[int, int] | None = None, fit_width: bool = True,
+               scale: float | None = None) -> None:
+    """No gridlines; A4 in the orientation given, fitted to the page width, with page breaks before the
+    given zero-based rows (so that no grid or panel is cut) and heading rows repeated on every page.
+
+    With manual breaks, give the fit-to-width scale (plan_pages computes it): Excel ignores manual page breaks
+    on a sheet set to "fit to pages", so such a sheet gets that scale as a fixed print scale instead."""
     ws.hide_gridlines(2)
+    ws.set_paper(9)  # A4; Letter users get it scaled by their printer dialog, which keeps fit-to-width
     if landscape:
         ws.set_landscape()
+    else:
+        ws.set_portrait()
+    if scale is not None:
+        # LibreOffice draws columns ~6% wider than Excel: leave it that room so that both fit the width.
+        ws.set_print_scale(max(10, min(100, int(scale * 100 / LIBREOFFICE_COLUMN_STRETCH))))
+    elif fit_width:
         ws.fit_to_pages(1, 0)
+    if breaks:
+        ws.set_h_pagebreaks(sorted({b for b in breaks if b > 0}))
+    if repeat_rows is not None:
+        ws.repeat_rows(*repeat_rows)
+    ws.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.5)
+
+
+# A laptop window (1366 x 768) minus the spreadsheet's own toolbars, rows and column headings.
+SCREEN_PX = (1300, 560)
+
+
+def column_px(width_chars: float) -> int:
+    """How many pixels Excel draws a column of this width (in characters of Calibri 11)."""
+    return int(width_chars * 7 + 5)
+
+
+def fit_zoom(content_px: tuple[float, float], screen_px: tuple[int, int] = SCREEN_PX, least: int = 25,
+             most: int = 100) -> int:
+    """The zoom (percent) at which content of this size (pixels at 100%) fits the screen, within [least, most]."""
+    w, h = content_px
+    zoom = min(screen_px[0] / max(w, 1), screen_px[1] / max(h, 1)) * 100
+    return int(max(least, min(most, zoom // 5 * 5)))
+
+
+def note(ws: Worksheet, row: int, col: int, text: str) -> None:
+    """A cell note (comment) in the lecture's words, sized to its text so that it opens readable."""
+    lines = max(2, len(text) // 40 + 1)
+    ws.write_comment(row, col, text, {"author": "xlconv", "x_scale": 2.2, "y_scale": min(6.0, 0.5 + 0.35 * lines),
+                                      "font_size": 9})
 
 
 def row_points(col_width: float) -> float:
@@ -135,3 +183,109 @@ def row_points(col_width: float) -> float:
     Excel draws a column of w characters w*7+5 pixels wide (Calibri 11), and a point is 4/3 pixel.
     """
     return round((col_width * 7 + 5) * 0.75, 2)
+
+
+NOT_APPLICABLE = "#F2F2F2"
+
+
+def not_applicable(book: Book) -> Format:
+    """A cell for a parameter the row's layer does not have (a convolution's ceil_mode): light grey, grey dash."""
+    return book.fmt(border=1, border_color="#BFBFBF", align="center", valign="vcenter", bg_color=NOT_APPLICABLE,
+                    font_color="#808080")
+
+
+# -- The convolution sheet: step-by-step panels, unread cells, pages ---------------------------------------------
+
+PANEL_NAMES = ("orange", "blue", "green", "mauve")  # what the sheet calls PANEL_COLOURS in its text
+HEADER_ROW_POINTS = 15.0  # a plain row (XlsxWriter's and LibreOffice's default height)
+TITLE_ROW_POINTS = 22.0  # the sheet title (16 pt)
+OP_TITLE_ROW_POINTS = 18.0  # an op's heading line (12 pt)
+
+
+def panel_colour(k: int) -> tuple[str, str, str]:
+    """Panel k's fill, border colour and name (the colours repeat after the fourth panel)."""
+    n = k % len(PANEL_COLOURS)
+    return PANEL_COLOURS[n], PANEL_BORDER[n], PANEL_NAMES[n]
+
+
+def panel_highlight(book: Book, k: int, also: int | None = None, on_scale: bool = False) -> Format:
+    """The conditional format that lights panel k's window, picked filter and output cell: its fill (which wins
+    over a heat map in Excel, placed first with stop_if_true), a medium frame and a bold underlined dark font (which
+    show over a heat map in LibreOffice, where the colour scale's fill wins; Excel may draw the frame thin). also: a
+    second panel that lights the same cell (its border colour then frames it). on_scale: the cell is on a heat map
+    or picture, so its number is underlined too."""
+    fill, line, _ = panel_colour(k)
+    edge = panel_colour(also)[1] if also is not None else line
+    return book.fmt(bg_color=fill, border=2, border_color=edge, bold=True, underline=1 if on_scale else 0,
+                    font_color=edge)
+
+
+def panel_cell(book: Book, k: int, role: str, num_format: str = "0", **extra: Any) -> Format:
+    """A cell of panel k's own grids: its role's colour, framed in the panel's border colour."""
+    return cell(book, role, num_format, border_color=panel_colour(k)[1], **extra)
+
+
+def panel_heading(book: Book, k: int) -> Format:
+    """Panel k's heading bar, in the panel's colour."""
+    fill, line, _ = panel_colour(k)
+    return book.fmt(bold=True, font_size=10, bg_color=fill, border=1, border_color=line, valign="vcenter",
+                    text_wrap=True)
+
+
+def unread_cell(book: Book, role: str, num_format: str = "0", **extra: Any) -> Format:
+    """A cell no window of some op reads: its role's colour, hatched (UNREAD), its number in grey italics (a
+    program that draws no hatching, such as LibreOffice, still tells it apart from padding)."""
+    return cell(book, role, num_format, **{**UNREAD, "italic": True, "font_color": "#595959", **extra})
+
+
+def picture_cell(book: Book, num_format: str = "0") -> Format:
+    """A pixel of a photo drawn as a picture: no border and small digits, so that the grayscale reads as the photo."""
+    return cell(book, "input", num_format, border=0, font_size=8)
+
+
+# A4 minus page_setup's margins (0.4 in left and right, 0.5 in top and bottom), in points.
+A4_PRINTABLE = {True: ((11.69 - 0.8) * 72, (8.27 - 1.0) * 72), False: ((8.27 - 0.8) * 72, (11.69 - 1.0) * 72)}
+
+
+def plan_pages(row_points: Sequence[float], starts: Sequence[int], width_points: float,
+               repeat_points: float = 0.0, landscape: bool | None = None) -> tuple[bool, list[int], float, int]:
+    """Where to break the pages of a sheet printed fitted to the page width.
+
+    row_points: every row's height; starts: the first rows of the bands that must not be split (a grid band,
+    a panel), in order; width_points: the printed columns' width; repeat_points: the height of the rows repeated
+    on every page after the first. At the fit-to-width scale (printable width / content width, at most 1) each
+    page holds printable height / scale points of rows; a break goes before a band that would not fit on the
+    current page. landscape None tries both orientations and keeps the one with fewer pages (then the larger
+    scale). Returns (landscape, the rows that start a new page, the scale, the number of pages).
+    """
+    best: tuple[bool, list[int], float, int] | None = None
+    for orientation in ((True, False) if landscape is None else (landscape,)):
+        page_w, page_h = A4_PRINTABLE[orientation]
+        scale = min(1.0, page_w / max(width_points, 1.0))
+        room = page_h / scale
+        bounds = list(starts) + [len(row_points)]
+        breaks: list[int] = []
+        used = sum(row_points[:bounds[0]]) if bounds else 0.0
+        for a, b in zip(bounds, bounds[1:]):
+            h = sum(row_points[a:b])
+            if used > 0 and used + h > room:
+                breaks.append(a)
+                used = repeat_points + h
+            else:
+                used += h
+        plan = (orientation, breaks, scale, len(breaks) + 1)
+        if best is None or (plan[3], -plan[2]) < (best[3], -best[2]):
+            best = plan
+    assert best is not None
+    return best
+
+
+# LibreOffice draws a column of Excel's width about 6% wider than Excel does (with Calibri or its metric twin
+# Carlito; measured on its PDF export), while row heights in points agree.
+LIBREOFFICE_COLUMN_STRETCH = 1.06
+
+
+def square_row_points(col_width: float) -> float:
+    """The grid row height (points) that keeps cells of this column width square within 4% in both Excel and
+    LibreOffice: row_points(col_width) split between the two programs' column widths."""
+    return round(row_points(col_width) * LIBREOFFICE_COLUMN_STRETCH ** 0.5, 2)
