@@ -28,6 +28,16 @@ def conv2d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, strid
     return F.conv2d(_t(x)[None], _t(weight), b, stride=stride, padding=padding, dilation=dilation)[0].numpy()
 
 
+def conv_transpose2d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: int | Pair = 1,
+                     padding: int | Pair = 0, output_padding: int | Pair = 0, dilation: int | Pair = 1) -> np.ndarray:
+    """F.conv_transpose2d on a (C_in, H, W) input with weight (C_in, C_out, kh, kw), in float64."""
+    import torch.nn.functional as F
+
+    b = None if bias is None else _t(bias)
+    return F.conv_transpose2d(_t(x)[None], _t(weight), b, stride=stride, padding=padding,
+                              output_padding=output_padding, dilation=dilation)[0].numpy()
+
+
 def max_pool2d(x: ArrayLike, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0,
                dilation: int | Pair = 1, ceil_mode: bool = False) -> np.ndarray:
     """F.max_pool2d on a (C, H, W) input, in float64."""
@@ -73,4 +83,17 @@ def out_size(h_in: int, kernel_size: int, stride: int = 1, padding: int = 0, dil
     else:
         w = torch.zeros(1, 1, kernel_size, 1)
         y = F.conv2d(x, w, stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1))
+    return int(y.shape[2])
+
+
+def conv_transpose_out_size(h_in: int, kernel_size: int, stride: int = 1, padding: int = 0, output_padding: int = 0,
+                            dilation: int = 1) -> int:
+    """The output length torch's conv_transpose2d really produces (transposing a zero column)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.zeros(1, 1, int(h_in), 1)
+    w = torch.zeros(1, 1, kernel_size, 1)
+    y = F.conv_transpose2d(x, w, stride=(stride, 1), padding=(padding, 0), output_padding=(output_padding, 0),
+                           dilation=(dilation, 1))
     return int(y.shape[2])
