@@ -277,7 +277,7 @@ def check_print_setup(path):
     return breaks
 
 
-@pytest.mark.parametrize("name", CONV_SHEETS)
+@pytest.mark.parametrize("name", CONV_SHEETS + ["conv-arithmetic"])
 def test_every_sheet_prints_its_blocks_whole(shipped, name):
     breaks = check_print_setup(shipped[name])
     if name == "lee-6x6":
