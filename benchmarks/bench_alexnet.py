@@ -10,9 +10,9 @@ child's maximum resident set size (os.wait4). Rows:
   (a)  baseline: import torch, torchvision; load AlexNet; one forward pass on a 224x224 photo
   build: `xlconv alexnet` writing the whole workbook (includes everything (a) does)
   build, split: the same in one process, timing the torch part and the workbook writing separately
-  (b)  the same cells (conv1 sheet and the weights, ~620,000 numbers and formulas) written by openpyxl's
-       write-only mode from NumPy arrays (openpyxl cannot store cached formula values; XlsxWriter's public
-       write_formula can, see --xlsxwriter-api, but runs ~40 regular expressions per formula)
+  (b)  the same cells (the photo's pixels, the weights and the conv1 sheet, ~920,000 numbers and formulas)
+       written by openpyxl's write-only mode from NumPy arrays (openpyxl cannot store cached formula values;
+       XlsxWriter's public write_formula can, see --xlsxwriter-api, but runs ~40 regular expressions per formula)
   (c)  floor: zlib level 6 over the workbook's XML parts (what any .xlsx writer must at least spend)
   LibreOffice: xlconv.engine.recalculate (load, recalculate everything, save), one soffice process
   xlconv verify: the whole check of the workbook (LibreOffice included), for reference
@@ -76,6 +76,7 @@ t0 = time.perf_counter()
 writer, npz, out = sys.argv[1], sys.argv[2], sys.argv[3]
 z = np.load(npz)
 from xlconv.sheets.alexnet import Layout
+from xlconv.sheets.alexnet.layout import MAPS_PER_BAND
 from xlconv.torchnet import Geometry, Run
 from xlsxwriter.utility import xl_col_to_name
 chans = tuple(int(c) for c in z["channels"])
@@ -84,22 +85,37 @@ K, STRIDE, PADDING, SIZE = geo.kernel, geo.stride, geo.padding, geo.size
 POOL_K, POOL_S, PADDED, CONV, POOLED = geo.pool_kernel, geo.pool_stride, geo.padded, geo.conv, geo.pooled
 L = Layout(Run(None, None, chans, geo, z["weight"], z["bias"], None, None, None, [], [], "", 0))
 n = len(chans)
-width = max(L.in_left[2] + PADDED, L.maps_area("conv").right + 1)
+width = max(L.in_left + PADDED, L.maps_area("conv").right + 1, L.raw_grid(0).right + 1)
 col = [xl_col_to_name(c) for c in range(width + 40)]
 padded = np.zeros((3, PADDED, PADDED))
 padded[:, PADDING:PADDING + SIZE, PADDING:PADDING + SIZE] = z["x"]
+pixels = z["pixels"]
+
+def pre_rows():
+    for c in range(3):
+        g = L.raw_grid(c)
+        for i in range(SIZE):
+            yield g.top + i, {g.left + j: float(pixels[i, j, c]) for j in range(SIZE)}
 
 def conv1_rows():
-    for i in range(PADDED):
-        row = {}
-        for c in range(3):
+    pre = "'Preprocess'!"
+    for c in range(3):
+        g, raw = L.input_grid(c), L.raw_grid(c)
+        mean, std = (pre + L.pre_param(w, c).cell(0, 0, absolute=True) for w in ("mean", "std"))
+        for i in range(PADDED):
+            row = {}
             for j in range(PADDED):
-                row[L.in_left[c] + j] = float(padded[c, i, j])
-        yield L.in_top + i, row
+                y, x = i - PADDING, j - PADDING
+                if 0 <= y < SIZE and 0 <= x < SIZE:
+                    f = f"=({pre}{col[raw.left + x]}{raw.top + y + 1}/255-{mean})/{std}"
+                    row[g.left + j] = (f, float(padded[c, i, j]))
+                else:
+                    row[g.left + j] = 0.0
+            yield g.top + i, row
     wsheet = "'Filters'!"
     for key, size, vals in (("conv", CONV, z["conv"]), ("relu", CONV, z["relu"]), ("pool", POOLED, z["pool"])):
         for band in range(L.bands):
-            pos_list = range(band * 8, min(n, band * 8 + 8))
+            pos_list = range(band * MAPS_PER_BAND, min(n, (band + 1) * MAPS_PER_BAND))
             top = L.map_grid(key, pos_list[0]).top
             for y in range(size):
                 row = {}
@@ -108,10 +124,10 @@ def conv1_rows():
                     for x in range(size):
                         if key == "conv":
                             k = chans[pos]
-                            r0 = L.in_top + STRIDE * y + 1
                             terms = []
                             for c in range(3):
-                                c0 = L.in_left[c] + STRIDE * x
+                                r0 = L.input_grid(c).top + STRIDE * y + 1
+                                c0 = L.in_left + STRIDE * x
                                 terms.append(f"SUMPRODUCT({col[c0]}{r0}:{col[c0 + K - 1]}{r0 + K - 1},"
                                              f"{wsheet}{L.filter_grid(k, c).ref(absolute=True)})")
                             f = "=" + "+".join(terms) + "+" + wsheet + L.bias_cell(k).cell(0, 0, absolute=True)
@@ -141,7 +157,7 @@ t1 = time.perf_counter()
 if writer == "openpyxl":
     from openpyxl import Workbook
     wb = Workbook(write_only=True)
-    for name, rows in (("Filters", filter_rows()), ("conv1", conv1_rows())):
+    for name, rows in (("Preprocess", pre_rows()), ("Filters", filter_rows()), ("conv1", conv1_rows())):
         ws = wb.create_sheet(name)
         last = -1
         for r, cells in rows:
@@ -156,7 +172,7 @@ if writer == "openpyxl":
 else:
     import xlsxwriter
     wb = xlsxwriter.Workbook(out, {"constant_memory": True})
-    for name, rows in (("Filters", filter_rows()), ("conv1", conv1_rows())):
+    for name, rows in (("Preprocess", pre_rows()), ("Filters", filter_rows()), ("conv1", conv1_rows())):
         ws = wb.add_worksheet(name)
         for r, cells in rows:
             for c in sorted(cells):
@@ -241,8 +257,8 @@ def main(argv=None) -> int:
             "import dataclasses, sys, numpy as np\nfrom xlconv import torchnet\n"
             "d = torchnet.run(weights=sys.argv[1], channels=sys.argv[3])\n"
             "c = list(d.channels)\n"
-            "np.savez(sys.argv[2], x=d.photo.tensor, weight=d.weight, bias=d.bias, conv=d.conv[c], relu=d.relu[c], "
-            "pool=d.pool[c], channels=np.array(c), geometry=np.array(dataclasses.astuple(d.geometry)))\n"),
+            "np.savez(sys.argv[2], x=d.photo.tensor, pixels=d.photo.pixels, weight=d.weight, bias=d.bias, "
+            "conv=d.conv[c], relu=d.relu[c], pool=d.pool[c], channels=np.array(c), geometry=np.array(dataclasses.astuple(d.geometry)))\n"),
             a.weights, str(npz), a.channels], check=True, cwd=ROOT, env=env)
         print("(b) openpyxl", file=sys.stderr)
         other = repeat("(b)", n, [PY, "-c", OTHER_WRITER, "openpyxl", str(npz), str(tmp / "openpyxl.xlsx")], env)
@@ -281,7 +297,7 @@ def main(argv=None) -> int:
                  "", ""))
     rows.append(("  of which: writing the workbook (Book + RowStream, zip included)", f"{write_part:.2f}", "", "",
                  ""))
-    rows.append(("(b) the same conv1 + weight cells by openpyxl write-only (no cached values)",
+    rows.append(("(b) the same pixel + weight + conv1 cells by openpyxl write-only (no cached values)",
                  f"{other['wall']:.2f} (writing {other_write:.2f})", f"{other['rss']:.0f}", ratio(other["wall"]),
                  f"{other_size:.2f}"))
     if api:
@@ -301,7 +317,8 @@ def main(argv=None) -> int:
         f"{platform.machine()}; weights: {a.weights}; channels: {a.channels}; medians of {n} runs, each in a fresh "
         f"process.\n",
         f"Cells: {counts['conv']:,} conv formulas, {counts['relu']:,} ReLU, {counts['pool']:,} pool, "
-        f"{counts['input']:,} input numbers, {counts['weights']:,} weights and biases.\n",
+        f"{counts['input']:,} input cells ({counts['normalize']:,} of them (pixel/255 - mean)/std formulas), "
+        f"{counts['pixels']:,} typed pixels, {counts['weights']:,} weights and biases.\n",
         "| measurement | wall time (s) | peak RSS (MB) | time vs (a) | file (MB) |",
         "|---|---|---|---|---|",
         *[f"| {' | '.join(r)} |" for r in rows],
@@ -338,6 +355,7 @@ def cell_counts(book: Path) -> dict[str, int]:
         return sum(g.height * g.width for g in recs[name].grids)
 
     return {"conv": cells("conv1"), "relu": cells("relu1"), "pool": cells("pool1"), "input": cells("conv1_input"),
+            "normalize": cells("conv1_normalized"), "pixels": cells("pre_raw"),
             "weights": sum(cells(n) for n in recs if n.startswith("conv1_w")) + 64}
 
 

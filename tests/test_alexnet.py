@@ -1,6 +1,8 @@
 """The AlexNet conv1 workbook: built from random, state_dict and (offline) torch-cache weights, recalculated by
-LibreOffice, and compared with torch: conv1, ReLU and max pool cell by cell, the pre-processing, the trace,
-the shapes. The expected values are computed here with torch and torchvision directly, not with xlconv."""
+LibreOffice, and compared with torch: conv1, ReLU and max pool cell by cell, the pre-processing (live from the
+photo's pixels), the trace and its highlights, the shapes; and what users see: the contents sheet and its links,
+notes, page set-up, zoom, the photo's cells, no machine paths. The expected values are computed here with torch
+and torchvision directly, not with xlconv."""
 
 from __future__ import annotations
 
@@ -29,10 +31,13 @@ from xlconv.engine import recalculate
 from xlconv.errors import PretrainedUnavailable, SpecError, WeightsError
 from xlconv.formulas import ALLOWED_FUNCTIONS
 from xlconv.model import AlexNetSpec
+from xlconv.cells import parse_a1, parse_range
 from xlconv.spec import channels_text, check_channels, loads, parse_channels
 from xlconv.verify import check, read_records
 
-SHEETS = ["Preprocess", "Filters", "conv1", "Trace", "Shapes", "Predictions"]
+SHEETS = ["Contents", "Preprocess", "Filters", "conv1", "Trace", "Shapes", "Predictions"]
+NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+      "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships"}
 TOL = 1e-4
 GRACE = torchnet.image_path(None)
 
@@ -50,6 +55,12 @@ def lecture_tensor(image: Path = GRACE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5
 def seeded_model(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return torchvision.models.alexnet(weights=None).eval()
+
+
+def from_pixels(pixels: np.ndarray, mean, std) -> torch.Tensor:
+    """ToTensor() then Normalize() of (H, W, 3) 0-255 pixels, as torchvision computes them."""
+    x = transforms.functional.to_tensor(Image.fromarray(pixels.astype(np.uint8)))
+    return transforms.functional.normalize(x, list(mean), list(std))
 
 
 def features(model, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -367,8 +378,10 @@ def test_titles_say_untrained_only_for_random_weights(built):
         assert not any("UNTRAINED" in t for t in titles(built[key]).values())
     pre = sheet_rows(built["cache"], "Preprocess")
     note = " ".join(str(v) for row in pre[:4] for v in row if v)
-    # The label comes from what the real torchvision API did: it read the file placed in the cache.
-    assert "pretrained weights AlexNet_Weights.IMAGENET1K_V1" in note and str(built["home"]) in note
+    # The label comes from what the real torchvision API did: it read the file placed in the cache; the sheet
+    # names the file, not the machine's path to it.
+    assert "pretrained weights AlexNet_Weights.IMAGENET1K_V1" in note and torchnet.CHECKPOINT in note
+    assert str(built["home"]) not in note
 
 
 def test_conv1_input_is_the_lecture_transform_padded(built):
@@ -399,11 +412,9 @@ def test_filters_sheet_holds_the_weights_and_draws_them(built):
     lo, hi = w.min(axis=(1, 2, 3)), w.max(axis=(1, 2, 3))
     minmax = (w.transpose(0, 2, 3, 1) - lo[:, None, None, None]) / (hi - lo)[:, None, None, None]
     for k, i, j in ((0, 0, 0), (9, 5, 10), (63, 10, 3)):
-        band, slot = divmod(k, 8)
-        row = layout.pic_top + band * layout.pic_band + 1 + i
         for half, pic in ((0, lecture), (1, minmax)):
-            col = 1 + half * (layout.pic_cols + 2) + slot * 12 + j
-            rgb = fills[f"{get_column_letter(col + 1)}{row + 1}"]
+            top, left = layout.pic_cell(half, k)
+            rgb = fills[f"{get_column_letter(left + j + 1)}{top + i + 1}"]
             got = np.array([int(rgb[n:n + 2], 16) for n in (0, 2, 4)])
             assert np.abs(got / 255 - pic[k, i, j]).max() <= 0.5 / 15 + 1e-9, (k, i, j, half)  # 4 or 5 bits
 
@@ -468,16 +479,14 @@ def test_libreoffice_maps_match_torch(recalculated, key):
 
 @pytest.mark.libreoffice
 def test_libreoffice_preprocess_formulas_match_torchvision(recalculated):
+    """The crop's pixels are typed on Preprocess; conv1's input computes ToTensor() and Normalize() from them."""
     path = recalculated["random"]
     recs = records(path)
-    rows = sheet_rows(path, "Preprocess")
-    y0, y1 = recs["pre_raw"].info["rows"]
-    x0, x1 = recs["pre_raw"].info["columns"]
-    tensor = lecture_tensor().numpy()[:, y0:y1, x0:x1]
-    assert np.abs(block(rows, recs["pre_normalized"].grids) - tensor).max() < 1e-6
-    assert np.abs(block(rows, recs["pre_conv1_input"].grids) - tensor).max() < 1e-6
     photo = torchnet.preprocess(None)
-    assert np.array_equal(block(rows, recs["pre_raw"].grids), photo.pixels[y0:y1, x0:x1].transpose(2, 0, 1))
+    assert np.array_equal(block(sheet_rows(path, "Preprocess"), recs["pre_raw"].grids),
+                          photo.pixels.transpose(2, 0, 1))
+    assert np.abs(block(sheet_rows(path, "conv1"), recs["conv1_normalized"].grids)
+                  - lecture_tensor().numpy()).max() < 1e-6
 
 
 @pytest.mark.libreoffice
@@ -531,8 +540,9 @@ def test_verify_covers_the_workbook_and_catches_a_wrong_formula(recalculated, bu
     report = check(recalculated["random"], built["random"])
     assert report.ok, report.lines()
     cells = {s.sheet: s.cells for s in report.sheets}
-    assert cells["conv1"] == 2 * (3 * 55 * 55 * 2 + 3 * 27 * 27)  # NumPy and torch, conv/ReLU/pool
-    assert cells["Preprocess"] > 0 and cells["Trace"] == 5 and cells["Shapes"] > 0
+    # NumPy and torch: the normalised input, conv/ReLU/pool
+    assert cells["conv1"] == 2 * (3 * 224 * 224 + 3 * 55 * 55 * 2 + 3 * 27 * 27)
+    assert cells["Trace"] == 5 and cells["Shapes"] > 0
     # A conv1 formula off by one must be caught.
     bad = tmp_path / "bad.xlsx"
     with zipfile.ZipFile(built["random"]) as zin, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as zout:
@@ -574,3 +584,298 @@ def test_preprocess_sheet_states_sizes_and_embeds_the_crop(built):
         [png] = [n for n in z.namelist() if n.startswith("xl/media/")]
         picture = np.asarray(Image.open(__import__("io").BytesIO(z.read(png))).convert("RGB"))
     assert np.array_equal(picture, torchnet.preprocess(None).pixels)
+
+
+# -- what users see: contents, live pixels, highlights, paths, pages, notes, screen ------------------------------
+
+
+def xml(path: Path, member: str):
+    with zipfile.ZipFile(path) as z:
+        return ElementTree.fromstring(z.read(member))
+
+
+def sheet_xml(path: Path, sheet: str):
+    """A sheet's XML (XlsxWriter numbers the parts in the order the sheets were added, SHEETS's order)."""
+    return xml(path, f"xl/worksheets/sheet{SHEETS.index(sheet) + 1}.xml")
+
+
+def tag(name: str) -> str:
+    return f"{{{NS['m']}}}{name}"
+
+
+def test_contents_is_the_first_and_active_sheet_and_links_to_every_sheet(built):
+    path = built["random"]
+    book = xml(path, "xl/workbook.xml")
+    assert [s.get("name") for s in book.find("m:sheets", NS)][:len(SHEETS)] == SHEETS
+    assert int(book.find("m:bookViews/m:workbookView", NS).get("activeTab", "0")) == 0
+    contents = sheet_xml(path, "Contents")
+    assert contents.find("m:sheetViews/m:sheetView", NS).get("tabSelected") == "1"
+    for sheet in SHEETS[1:]:
+        assert sheet_xml(path, sheet).find("m:sheetViews/m:sheetView", NS).get("tabSelected") is None, sheet
+    rows = sheet_rows(path, "Contents")
+    targets: dict[str, list[str]] = {}
+    for link in contents.iter(tag("hyperlink")):
+        assert link.get(f"{{{NS['r']}}}id") is None, "an internal link, not a file or web address"
+        where, _, cell = link.get("location").rpartition("!")
+        sheet = where.strip("'")
+        assert sheet in SHEETS[1:], link.get("location")
+        r, c = parse_a1(link.get("ref"))
+        assert sheet in rows[r][c], (link.get("ref"), rows[r][c])  # the link's text names its sheet
+        targets.setdefault(sheet, []).append(cell)
+    assert sorted(targets) == sorted(SHEETS[1:])
+    assert all("A1" in cells for cells in targets.values())
+    # The links into the long conv1 sheet land on the labels of its blocks.
+    conv = sheet_rows(path, "conv1")
+    deep = [parse_a1(cell) for cell in targets["conv1"] if cell != "A1"]
+    assert len(deep) == 4 and all(isinstance(conv[r][c], str) and conv[r][c] for r, c in deep)
+    text = " ".join(str(v) for row in rows for v in row if isinstance(v, str))
+    assert f"xlconv verify {path.name}" in text and "UNTRAINED means" in text
+    assert "UNTRAINED" not in " ".join(str(v) for row in sheet_rows(built["file"], "Contents") for v in row if v)
+
+
+@pytest.mark.libreoffice
+def test_editing_a_pixel_and_the_mean_changes_the_maps_as_torch_computes(built, tmp_path):
+    """Live end to end: a pixel and a mean changed on Preprocess change every map exactly as torch computes them
+    from the changed picture, and verify agrees."""
+    src = built["random"]
+    recs = records(src)
+    pixels = torchnet.preprocess(None).pixels.copy()
+    y, x = 60, 70  # a pixel of the crop, 0-based: its R value becomes its opposite
+    new = 255 - int(pixels[y, x, 0])
+    pixels[y, x, 0] = new
+    mean = (0.5, 0.3, 0.5)
+    edited = with_values(src, tmp_path / "edited.xlsx", "Preprocess",
+                         {recs["pre_raw"].grids[0].cell(y, x): new, recs["pre_mean"].grids[1].cell(0, 0): mean[1]})
+    [out] = recalculate([edited], tmp_path / "out")
+    model = seeded_model(SEED)
+    changed = from_pixels(pixels, mean, (0.5, 0.5, 0.5))
+    assert_maps_match(out, model, changed, [0, 5, 63])
+    before = features(model, lecture_tensor())[0][[0, 5, 63]]
+    assert np.abs(block(sheet_rows(out, "conv1"), recs["conv1"].grids) - before).max() > 0.05
+    report = check(out, edited)
+    assert report.ok, report.lines()
+
+
+def cf_rules(path: Path, sheet: str) -> list[tuple[str, str, bool, int]]:
+    """(sqref, formula, stop_if_true, priority) of a sheet's expression rules."""
+    out = []
+    for cf in sheet_xml(path, sheet).iter(tag("conditionalFormatting")):
+        for rule in cf.findall("m:cfRule", NS):
+            if rule.get("type") == "expression":
+                out.append((cf.get("sqref"), rule.find("m:formula", NS).text, rule.get("stopIfTrue") == "1",
+                            int(rule.get("priority"))))
+    return out
+
+
+def lit(rule: str, grid, values: dict[str, float]) -> np.ndarray:
+    """Evaluate a rule of arithmetic, comparisons, ROW(), COLUMN() and cell references over a grid: a mask."""
+    rows, cols = np.mgrid[grid.top + 1:grid.bottom + 2, grid.left + 1:grid.right + 2]
+    expr = rule.replace("ROW()", "R").replace("COLUMN()", "C")
+    expr = re.sub(r"\$?([A-Z]{1,3})\$?([0-9]+)", lambda m: repr(float(values[m[1] + m[2]])), expr)
+    expr = re.sub(r"(?<![<>])=", "==", expr)
+    return np.broadcast_to(eval(expr, {"R": rows, "C": cols}), rows.shape).astype(bool)
+
+
+@pytest.mark.libreoffice
+def test_the_trace_lights_its_window_and_the_pooled_cells_it_feeds(built, tmp_path):
+    """Pick channel 5, output (20, 33): conv1 lights the 11 x 11 x 3 window of its input that torch's conv2d
+    reads for that cell, the conv1 and ReLU cell, and the max-pool cells whose windows hold it; the Trace sheet
+    names them. Masks from torch: the gradient of that one output, and max pooling of a lone spike."""
+    src = built["random"]
+    recs = records(src)
+    trace = recs["conv1_trace"]
+    ch, y, x = 5, 20, 33
+    edited = with_values(src, tmp_path / "trace.xlsx", "Trace",
+                         {trace.info["picks"]["channel"]: ch, trace.info["picks"]["row"]: y,
+                          trace.info["picks"]["column"]: x})
+    [out] = recalculate([edited], tmp_path / "out")
+    model = seeded_model(SEED)
+    conv1, pool1 = model.features[0], model.features[2]
+    # torch: which input cells feed conv1_out[0, :, y-1, x-1], and which pooled cells that output feeds.
+    padded = torch.nn.functional.pad(lecture_tensor()[None], (2, 2, 2, 2)).requires_grad_(True)
+    torch.nn.functional.conv2d(padded, torch.ones_like(conv1.weight[:1]), stride=conv1.stride)[0, 0, y - 1,
+                                                                                              x - 1].backward()
+    window = (padded.grad[0, 0] != 0).numpy()
+    spike = torch.zeros(1, 1, 55, 55)
+    spike[0, 0, y - 1, x - 1] = 1
+    fed = (pool1(spike)[0, 0] == 1).numpy()
+    assert window.sum() == 121 and 1 <= fed.sum() <= 4
+    # The Trace sheet names the pooled cells, and conv1 copies its picks.
+    rows = sheet_rows(out, "Trace")
+    feeds = {k: rows[parse_a1(v)[0]][parse_a1(v)[1]] for k, v in trace.info["feeds"].items()}
+    fr, fc = np.nonzero(fed)
+    assert (feeds["first_row"], feeds["last_row"], feeds["first_col"], feeds["last_col"]) == \
+        (fr.min() + 1, fr.max() + 1, fc.min() + 1, fc.max() + 1)
+    text = [c for r in rows for c in r if isinstance(c, str)]
+    assert f"pool1_out[0, {ch}, {fr.min()}:{fr.max() + 1}, {fc.min()}:{fc.max() + 1}]" in text
+    conv_rows = sheet_rows(out, "conv1")
+    rules = cf_rules(edited, "conv1")  # as written (LibreOffice saves them its own way); values as recalculated
+    refs = {ref for _, rule, _, _ in rules for ref in re.findall(r"\$[A-Z]+\$[0-9]+", rule)}
+    values = {ref.replace("$", ""): conv_rows[parse_a1(ref)[0]][parse_a1(ref)[1]] for ref in refs}
+    assert sorted(values.values()) == sorted([2, y, x, fr.min() + 1, fr.max() + 1, fc.min() + 1, fc.max() + 1])
+    by_range = {}
+    for sqref, rule, stop, priority in rules:
+        by_range.setdefault(sqref, []).append((rule, stop, priority))
+    for c in range(3):
+        g = recs["conv1_input"].grids[c]
+        [(rule, stop, priority)] = by_range[g.ref()]
+        assert stop and np.array_equal(lit(rule, g, values), window)
+    heat = min(int(r.get("priority")) for cf in sheet_xml(edited, "conv1").iter(tag("conditionalFormatting"))
+               for r in cf.findall("m:cfRule", NS) if r.get("type") != "expression")
+    for name, mask in (("conv1", None), ("relu1", None), ("pool1", fed)):
+        for pos, g in enumerate(recs[name].grids):
+            [(rule, stop, priority)] = by_range[g.ref()]
+            assert stop and priority < heat  # lit over the heat map
+            expected = np.zeros((g.height, g.width), bool)
+            if pos == 1:  # channel 5 is the second map of "0,5,63"
+                if mask is None:
+                    expected[y - 1, x - 1] = True
+                else:
+                    expected = mask
+            assert np.array_equal(lit(rule, g, values), expected), (name, pos)
+
+
+ABSOLUTE = re.compile(r"(?<![\w.:])(/(?:tmp|home|root|usr|work|opt|var|Users)/|[A-Za-z]:\\)")
+
+
+def test_no_cell_note_or_property_holds_a_path_of_the_building_machine(built):
+    """The photo, the state_dict file and the torch cache are named by file name only."""
+    for key in ("random", "file", "cache"):
+        with zipfile.ZipFile(built[key]) as z:
+            for member in z.namelist():
+                if member.endswith((".xml", ".vml")) and not member.startswith("xl/theme"):
+                    text = z.read(member).decode()
+                    for s in re.findall(r">([^<]+)<", text):
+                        assert not ABSOLUTE.search(s), (key, member, s[:200])
+                        assert str(built["home"]) not in s and str(GRACE.parent) not in s
+    assert GRACE.name in " ".join(str(v) for row in sheet_rows(built["random"], "Preprocess") for v in row if v)
+
+
+def defined_names(path: Path) -> dict[tuple[str, int | None], str]:
+    book = xml(path, "xl/workbook.xml")
+    return {(d.get("name"), int(d.get("localSheetId")) if d.get("localSheetId") else None): d.text
+            for d in book.iter(tag("definedName"))}
+
+
+def test_every_sheet_is_set_up_for_paper_without_splitting_a_grid(built):
+    path = built["random"]
+    recs = records(path)
+    names = defined_names(path)
+    for n, sheet in enumerate(SHEETS):
+        root = sheet_xml(path, sheet)
+        setup = root.find("m:pageSetup", NS)
+        assert setup is not None and setup.get("paperSize") == "9", sheet
+        assert setup.get("orientation") == ("portrait" if sheet == "Predictions" else "landscape"), sheet
+        fit = root.find("m:sheetPr/m:pageSetUpPr", NS)
+        breaks = [int(b.get("id")) for b in root.iter(tag("brk"))]
+        if fit is not None and fit.get("fitToPage") == "1":
+            assert setup.get("fitToWidth", "1") == "1" and not breaks, sheet  # fit-to-width ignores breaks
+        else:
+            assert 10 <= int(setup.get("scale")) <= 100, sheet
+        # No grid of this sheet is cut by a page break (a break id is the first row of a page, 0-based).
+        for rec in recs.values():
+            if rec.sheet == sheet:
+                for g in rec.grids:
+                    assert not [b for b in breaks if g.top < b <= g.bottom], (sheet, rec.name, g, breaks)
+        area = names.get(("_xlnm.Print_Area", n))
+        if sheet in ("Preprocess", "Filters", "conv1", "Trace", "Predictions"):
+            assert area, sheet
+    # conv1 prints band by band: every page starts at a label (an input grid's or a band's or a section's).
+    conv = sheet_rows(path, "conv1")
+    breaks = [int(b.get("id")) for b in sheet_xml(path, "conv1").iter(tag("brk"))]
+    assert breaks and all(isinstance(conv[b][1], str) for b in breaks)
+    # Trace prints its own columns only: the hidden helper row of channels is outside the print area.
+    trace_area = parse_range(names[("_xlnm.Print_Area", SHEETS.index("Trace"))])
+    helper = [r for r in sheet_xml(path, "Trace").iter(tag("row")) if r.get("hidden") == "1"]
+    assert helper and all(int(r.get("r")) - 1 > trace_area.bottom for r in helper)
+    assert trace_area.right < 45
+    # Predictions prints portrait on one page: everything inside the print area.
+    pred = parse_range(names[("_xlnm.Print_Area", SHEETS.index("Predictions"))])
+    rows = sheet_rows(path, "Predictions")
+    assert all(v is None for r in rows for v in r[pred.right + 1:])
+
+
+def comments(path: Path, sheet: str) -> dict[str, str]:
+    """The notes of a sheet: {cell: text}."""
+    n = SHEETS.index(sheet) + 1
+    rels = xml(path, f"xl/worksheets/_rels/sheet{n}.xml.rels")
+    [target] = [r.get("Target") for r in rels if r.get("Target", "").split("/")[-1].startswith("comments")]
+    root = xml(path, "xl/" + target.split("../")[-1])
+    return {c.get("ref"): "".join(t.text or "" for t in c.iter(tag("t"))) for c in root.iter(tag("comment"))}
+
+
+def test_notes_on_the_parameters_and_the_first_formula_of_each_block(built):
+    path = built["random"]
+    recs = records(path)
+    pre = comments(path, "Preprocess")
+    for name in ("pre_mean", "pre_std"):
+        for g in recs[name].grids:
+            assert "mean" in pre[g.cell(0, 0)] or "std" in pre[g.cell(0, 0)]
+    assert "maps follow" in pre[recs["pre_mean"].grids[0].cell(0, 0)]
+    conv = comments(path, "conv1")
+    assert "(pixel/255 - mean)/std" in conv[recs["conv1_normalized"].grids[0].cell(0, 0)]
+    assert "padding" in conv[recs["conv1_input"].grids[0].cell(0, 0)]
+    for name, word in (("conv1", "SUMPRODUCT"), ("relu1", "ReLU"), ("pool1", "Max pooling")):
+        assert word in conv[recs[name].grids[0].cell(0, 0)], name
+    trace = comments(path, "Trace")
+    for key, cell in recs["conv1_trace"].info["picks"].items():
+        assert cell in trace, key
+    assert len(trace) >= 10
+    assert recs["conv1_w0"].grids[0].cell(0, 0) in comments(path, "Filters")
+    assert len(comments(path, "Shapes")) >= 3
+
+
+def test_screen_zoom_whole_maps_frozen_headings_and_a_square_photo(built):
+    from xlconv.sheets.alexnet.layout import GRID_PX, MAPS_PER_BAND
+
+    path = built["random"]
+    zoom = {}
+    for sheet in SHEETS:
+        view = sheet_xml(path, sheet).find("m:sheetViews/m:sheetView", NS)
+        zoom[sheet] = int(view.get("zoomScale", "100"))
+        assert 10 <= zoom[sheet] <= 100
+        if sheet in ("Preprocess", "Filters", "conv1", "Trace", "Shapes"):
+            assert view.find("m:pane", NS).get("state") == "frozen", sheet
+    # conv1: a band (its label row and 55 map rows) fits the height of a laptop window, its maps the width.
+    recs = records(path)
+    root = sheet_xml(path, "conv1")
+    heights = {int(r.get("r")) - 1: float(r.get("ht", 15)) for r in root.iter(tag("row"))}
+    g = recs["conv1"].grids[0]
+    band_px = sum(heights[r] for r in range(g.top - 1, g.bottom + 1)) * 4 / 3 * zoom["conv1"] / 100
+    assert band_px <= 560
+    assert MAPS_PER_BAND * (55 + 2) * GRID_PX * zoom["conv1"] / 100 <= 1300
+    # Square map cells: column width (XML characters, padding included) x 7 pixels = row height x 4/3.
+    cols = {int(c.get("min")): float(c.get("width")) for c in root.iter(tag("col"))}
+    assert round(cols[2] * 7) == round(heights[g.top] * 4 / 3) == GRID_PX
+    # The photo sits top-left on whole square cells, as wide as high.
+    drawing = xml(path, "xl/drawings/drawing1.xml")
+    ns = {"xdr": "http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing",
+          "a": "http://schemas.openxmlformats.org/drawingml/2006/main"}
+    [anchor] = drawing.findall("xdr:twoCellAnchor", ns)
+    fr, to = (tuple(int(anchor.find(f"xdr:{end}/xdr:{k}", ns).text) for k in ("col", "colOff", "row", "rowOff"))
+              for end in ("from", "to"))
+    assert fr[1] == fr[3] == to[1] == to[3] == 0 and to[0] - fr[0] == to[2] - fr[2] == 12
+    assert fr[0] <= 2 and fr[2] <= 6
+    ext = anchor.find("xdr:pic/xdr:spPr/a:xfrm/a:ext", ns)
+    assert ext.get("cx") == ext.get("cy")
+    pre = sheet_xml(path, "Preprocess")
+    pre_cols = {int(c.get("min")): float(c.get("width")) for c in pre.iter(tag("col"))}
+    pre_rows = {int(r.get("r")) - 1: float(r.get("ht", 15)) for r in pre.iter(tag("row"))}
+    assert all(round(pre_rows[r] * 4 / 3) == round(pre_cols[2] * 7) == GRID_PX for r in range(fr[2], to[2]))
+
+
+def test_shapes_prints_booleans_as_words_and_the_total_in_full(built):
+    path = built["random"]
+    styles = xml(path, "xl/styles.xml")
+    formats = {int(f.get("numFmtId")): f.get("formatCode") for f in styles.iter(tag("numFmt"))}
+    xfs = [int(x.get("numFmtId", 0)) for x in styles.find("m:cellXfs", NS)]
+    root = sheet_xml(path, "Shapes")
+    booleans = [c for c in root.iter(tag("c")) if c.get("t") == "b"]
+    assert len(booleans) == 3  # the three max poolings' ceil_mode
+    assert all(formats.get(xfs[int(c.get("s"))]) == '"TRUE";"TRUE";"FALSE"' for c in booleans)
+    rows = sheet_rows(path, "Shapes")
+    head = next(n for n, row in enumerate(rows) if row[1] == "layer")
+    total_row = next(n for n, row in enumerate(rows) if row[2] and "total parameters" in str(row[2]))
+    col = rows[head].index("torch C")
+    merged = [parse_range(m.get("ref")) for m in root.iter(tag("mergeCell"))]
+    assert any(m.top == total_row and m.left == col and m.width >= 3 for m in merged)

@@ -1,11 +1,12 @@
-"""The AlexNet conv1 workbook: Preprocess, Filters, conv1, Trace, Shapes and Predictions sheets.
+"""The AlexNet conv1 workbook: Contents, Preprocess, Filters, conv1, Trace, Shapes and Predictions sheets.
 
 One module per sheet; ``layout`` decides where the blocks are (from conv1's geometry as torchvision's model
 defines it), ``common`` holds what several sheets say alike. The workbook is written with XlsxWriter in
-constant_memory mode, each sheet strictly row by row; the two big sheets (Filters and conv1, about 600,000
-cells) are streamed by :class:`xlconv.rowstream.RowStream`. Every formula comes from
-:mod:`xlconv.formulas` and carries its value from torch as the cached result, so viewers that do not
-calculate still show numbers; LibreOffice, Excel and Gnumeric recompute them.
+constant_memory mode, each sheet strictly row by row; the big sheets (Preprocess's 150,528 pixels, Filters and
+conv1, about 900,000 cells in all) are streamed by :class:`xlconv.rowstream.RowStream`. conv1's input cells are
+live formulas of Preprocess's pixels, mean and std, so the workbook is live from the photo to the pooled maps.
+Every formula comes from :mod:`xlconv.formulas` and carries its value from torch as the cached result, so
+viewers that do not calculate still show numbers; LibreOffice, Excel and Gnumeric recompute them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from xlconv.book import Book
 from xlconv.errors import WeightsError
+from xlconv.sheets.alexnet.contents import ContentsSheet
 from xlconv.sheets.alexnet.conv1 import ConvSheet
 from xlconv.sheets.alexnet.filters import FiltersSheet, filter_pictures
 from xlconv.sheets.alexnet.layout import CHANNEL_NAMES, Layout
@@ -33,6 +35,7 @@ def write(data: Run, path: str | Path) -> Path:
     title = f"AlexNet conv1 walk-through ({data.weights.label})"
     with Book(path, title, constant_memory=True, tolerance=TOLERANCE) as book:
         layout = Layout(data)
+        ContentsSheet(book, data, layout, Path(path).name).build()
         PreprocessSheet(book, data, layout).build()
         FiltersSheet(book, data, layout).build()
         ConvSheet(book, data, layout).build()

@@ -7,14 +7,18 @@ import math
 import numpy as np
 
 from xlconv.book import Book
-from xlconv.cells import parse_a1
+from xlconv.cells import a1, parse_a1
 from xlconv.rowstream import Deferred, RowStream, xf
 from xlconv.sheets import style
-from xlconv.sheets.alexnet.common import fmt9, heading, weights_line
-from xlconv.sheets.alexnet.layout import CHANNEL_NAMES, MAPS_PER_BAND, SHEET_FILTERS, Layout
+from xlconv.sheets.alexnet.common import fmt9, heading, note, print_plan, scaled_page_setup, weights_line
+from xlconv.sheets.alexnet.layout import CHANNEL_NAMES, FILTER_PX, FILTER_WIDTH, SHEET_FILTERS, Layout
 from xlconv.torchnet import Run
 
 MAX_FILL_FORMATS = 4096
+NOTE_ROW_PT = 62.0
+TITLE_ROW_PT = 22.0
+PIC_LABEL_PT = 12  # "filter 12" over a picture: readable at the opening zoom and in print (about 60%)
+PIC_LABEL_ROW_PT = 18.0
 
 
 def _quantise(rgb: np.ndarray, bits: int = 5) -> np.ndarray:
@@ -60,10 +64,9 @@ class FiltersSheet:
         K = data.geometry.kernel
         n_in = data.geometry.in_channels
         n = len(data.weight)
-        last_col = max(L.num_pic_left[1] + K, 2 * L.pic_cols + 2)
+        last_col = L.f_last_col
         ws.set_column(0, 0, 2)
-        ws.set_column(1, last_col, L.f_colw)
-        ws.set_zoom(70)
+        ws.set_column(1, last_col, FILTER_WIDTH)
         lecture, minmax = filter_pictures(data.weight)
         # One cell format per distinct colour: 5 bits a channel, or 4 when that gives too many formats.
         for bits in (5, 4):
@@ -75,68 +78,70 @@ class FiltersSheet:
         d = Deferred(ws)
         d.write_string(0, 1, heading(data, f"the {n} conv1 filters, model.features[0].weight: {n} x {n_in} x {K} x "
                                            f"{K}, and their biases"), b.fmt(**style.TITLE))
+        d.set_row(0, 22)
         if data.weights.untrained:
             d.write_string(1, 1, "UNTRAINED: random weights, so these pictures are noise, not learned edge and "
                                  "colour detectors.", b.fmt(**style.WARN))
-        note = (f"Each filter has {n_in} channels (R, G, B) of {K} x {K} weights; drawing the three channels as the "
-                "red, green and blue of one picture shows what colour pattern the filter responds to. Left: the "
-                "lecture's mapping w*0.5+0.5 clipped to [0, 1] (weights near 0 look grey). Right: each filter "
-                "stretched by its own minimum and maximum, (w - min)/(max - min), which makes faint filters "
-                "visible. The pictures are cell colours drawn when the workbook was built (not live), rounded to "
-                f"{2 ** bits} levels a channel; the numbers below are the weights every conv1 formula reads. "
-                + weights_line(data))
-        d.merge_range(2, 1, 2, 2 * L.pic_cols, note, b.fmt(**style.NOTE))
-        d.set_row(2, 15 * 4)
-        d.write_string(4, 1, "as the lecture draws them: w*0.5+0.5, clipped to [0, 1]", b.fmt(bold=True))
-        d.write_string(4, L.pic_cols + 3, "each filter by its own min-max: (w - min)/(max - min)", b.fmt(bold=True))
+        text = (f"\"Filter has depth\": the input image has {n_in} channels (R, G, B), so each filter has {n_in} "
+                f"channels of {K} x {K} weights; drawing the three channels as the red, green and blue of one picture "
+                "shows what colour pattern the filter responds to. First as the lecture draws them, w*0.5+0.5 "
+                "clipped to [0, 1] (weights near 0 look grey); then each filter stretched by its own minimum and "
+                "maximum, (w - min)/(max - min), which makes faint filters visible. The pictures are cell colours "
+                f"drawn when the workbook was built (not live), rounded to {2 ** bits} levels a channel; the numbers "
+                "further down are the weights every conv1 formula reads. " + weights_line(data))
+        d.merge_range(2, 1, 2, last_col, text, b.fmt(**style.NOTE))
+        d.set_row(2, NOTE_ROW_PT)
+        d.write(3, 1, f"internal:'{SHEET_FILTERS}'!{a1(L.num_title, 1)}",
+                b.fmt(font_color="#0563C1", underline=1, font_size=10), "go to the numbers",
+                "the weights as numbers, one band per filter")
         d.flush()
 
         stream = RowStream(ws, last_col + 2)
         col = stream.col_names.__getitem__  # a C-level lookup: a million calls
-        label_s = xf(b.fmt(font_size=8, bold=True))
-        pic_h = style.row_points(L.f_colw)  # square cells
-        # 1. the grid of pictures, eight a band, twice.
-        for band in range(math.ceil(n / MAPS_PER_BAND)):
-            top = L.pic_top + band * L.pic_band
-            ks = range(band * MAPS_PER_BAND, min(n, (band + 1) * MAPS_PER_BAND))
-            cells = []
-            for half in (0, 1):
-                for slot, k in enumerate(ks):
-                    c0 = 1 + half * (L.pic_cols + 2) + slot * (K + 1)
-                    cells.append(stream.text(f"{col(c0)}{top + 1}", label_s, f"filter {k}"))
-            stream.row(top, cells, 1, last_col)
-            for i in range(K):
-                r = top + 1 + i
-                cells = []
-                for half, q in ((0, q_lecture), (1, q_minmax)):
-                    for slot, k in enumerate(ks):
-                        c0 = 1 + half * (L.pic_cols + 2) + slot * (K + 1)
-                        for j in range(K):
-                            cells.append(stream.blank(f"{col(c0 + j)}{r + 1}", self._fill(q[k, i, j])))
-                stream.row(r, cells, 1, last_col, pic_h)
+        label_s = xf(b.fmt(font_size=PIC_LABEL_PT, bold=True, valign="bottom"))
+        title_s = xf(b.fmt(bold=True, font_size=12, font_color=style.HEADING_BLUE, valign="vcenter"))
+        pic_h = FILTER_PX * 0.75  # square cells
+        # 1. the pictures: each mapping a block of pictures, pics_per_row a row.
+        titles = ("As the lecture draws them: w*0.5+0.5, clipped to [0, 1]",
+                  "Each filter by its own min-max: (w - min)/(max - min)")
+        rows_of_pics = math.ceil(n / L.pics_per_row)
+        for half, q in ((0, q_lecture), (1, q_minmax)):
+            stream.row(L.pic_title[half], [stream.text(f"B{L.pic_title[half] + 1}", title_s, titles[half])], 1, 1,
+                       TITLE_ROW_PT)
+            for band in range(rows_of_pics):
+                ks = range(band * L.pics_per_row, min(n, (band + 1) * L.pics_per_row))
+                top = L.pic_top[half] + band * L.pic_band
+                cells = [stream.text(f"{col(L.pic_cell(half, k)[1])}{top + 1}", label_s, f"filter {k}") for k in ks]
+                stream.row(top, cells, 1, last_col, PIC_LABEL_ROW_PT)
+                for i in range(K):
+                    r = top + 1 + i
+                    cells = []
+                    for k in ks:
+                        c0 = L.pic_cell(half, k)[1]
+                        cells += [stream.blank(f"{col(c0 + j)}{r + 1}", self._fill(q[k, i, j])) for j in range(K)]
+                    stream.row(r, cells, 1, last_col, pic_h)
         # 2. the numbers: one band per filter, R G B grids, the bias, and the two pictures again.
-        title_row = L.num_top - 2
-        stream.row(title_row, [stream.text(f"B{title_row + 1}", xf(b.fmt(bold=True, font_size=12)),
-                                           f"The weights as numbers: model.features[0].weight[k, c] ({K} x {K} per "
-                                           "channel) and model.features[0].bias[k]. Every conv1 formula reads "
-                                           "these cells.")], 1, 1)
+        stream.row(L.num_title, [stream.text(f"B{L.num_title + 1}", title_s,
+                                             f"The weights as numbers: model.features[0].weight[k, c] ({K} x {K} per "
+                                             "channel) and model.features[0].bias[k]. Every conv1 formula reads "
+                                             "these cells.")], 1, 1, TITLE_ROW_PT)
         wfmt = xf(style.cell(b, "kernel", "0.000", font_size=7))
         bfmt = xf(style.cell(b, "bias", "0.000", font_size=7, bold=True))
-        lab = xf(b.fmt(font_size=8, bold=True))
-        sub = xf(b.fmt(font_size=8))
+        lab = xf(b.fmt(font_size=PIC_LABEL_PT, bold=True, valign="bottom"))
+        sub = xf(b.fmt(font_size=9, valign="bottom"))
         wtext = [fmt9(data.weight[k]) for k in range(n)]
         btext = fmt9(data.bias)
         for k in range(n):
             top = L.num_top + k * L.num_band
             cells = [stream.text(f"B{top + 1}", lab, f"filter {k}")]
             for c in range(n_in):
-                cells.append(stream.text(f"{col(L.ch_left[c] + 2)}{top + 1}", sub,
+                cells.append(stream.text(f"{col(L.ch_left[c] + 4)}{top + 1}", sub,
                                          f"{CHANNEL_NAMES[c]}: weight[{k}, {c}]"))
             cells.append(stream.text(f"{col(L.bias_col)}{top + 1}", sub, f"bias[{k}]"))
             cells.append(stream.text(f"{col(L.num_pic_left[0])}{top + 1}", sub, "w*0.5+0.5"))
             cells.append(stream.text(f"{col(L.num_pic_left[1])}{top + 1}", sub, "min-max"))
             cells.sort(key=_col_of)
-            stream.row(top, cells, 1, last_col)
+            stream.row(top, cells, 1, last_col, PIC_LABEL_ROW_PT)
             wt = wtext[k]
             for i in range(K):
                 r = top + 1 + i
@@ -156,7 +161,45 @@ class FiltersSheet:
                      label=f"model.features[0].weight[{k}]")
         b.record("conv1_bias", "bias", SHEET_FILTERS, [L.bias_cell(k) for k in data.channels],
                  label="model.features[0].bias of the channels on the conv1 sheet", channels=list(data.channels))
-        style.page_setup(ws)
+        first = L.filter_grid(0, 0)  # notes after the rows are streamed (see common.note)
+        note(ws, first.top, first.left, "model.features[0].weight[0, 0, 0, 0]: \"those are the network parameters "
+                                        "to be learned\". Every conv1 formula of filter 0 reads this grid; type "
+                                        "another weight and its maps follow.")
+        note(ws, L.bias_cell(0).top, L.bias_cell(0).left, "model.features[0].bias[0]: added once to every output "
+                                                          "cell of filter 0, after the three SUMPRODUCTs.")
+        self._screen_and_paper(rows_of_pics)
+
+    def _screen_and_paper(self, rows_of_pics: int) -> None:
+        ws, L = self.ws, self.L
+        K = self.data.geometry.kernel
+        n = len(self.data.weight)
+        end = L.num_top + n * L.num_band
+        rows = [15.0] * end
+        rows[0], rows[2] = 22.0, NOTE_ROW_PT
+        starts: list[int] = []
+        for half in (0, 1):
+            rows[L.pic_title[half]] = TITLE_ROW_PT
+            for band in range(rows_of_pics):
+                top = L.pic_top[half] + band * L.pic_band
+                starts.append(L.pic_title[half] if band == 0 else top)
+                rows[top] = PIC_LABEL_ROW_PT
+                for i in range(K):
+                    rows[top + 1 + i] = FILTER_PX * 0.75
+        rows[L.num_title] = TITLE_ROW_PT
+        starts.append(L.num_title)
+        for k in range(n):
+            top = L.num_top + k * L.num_band
+            if k:
+                starts.append(top)
+            rows[top] = PIC_LABEL_ROW_PT
+            for i in range(K):
+                rows[top + 1 + i] = FILTER_PX * 0.75
+        width_px = style.column_px(2) + L.f_last_col * FILTER_PX
+        # Screen: the sheet's width, and the title, note and first row of pictures.
+        ws.set_zoom(style.fit_zoom((width_px, sum(rows[:L.pic_top[0] + L.pic_band]) * 4 / 3)))
+        ws.freeze_panes(1, 0)
+        scaled_page_setup(ws, True, print_plan(rows, starts, width_px * 0.75, landscape=True))
+        ws.print_area(0, 0, end - 1, L.f_last_col)
 
 
 __all__ = ["FiltersSheet", "filter_pictures"]

@@ -24,16 +24,21 @@ class PredictionsSheet:
         ws.set_column(1, 2, 10)
         ws.set_column(3, 3, 36)
         ws.set_column(4, 4, 14)
-        d.write_string(0, 1, heading(data, "what the whole network predicts for the photo"), b.fmt(**style.TITLE))
+        # Portrait and as wide as the table: the title and warning wrap inside it.
+        d.merge_range(0, 1, 0, 4, heading(data, "what the whole network predicts for the photo"),
+                      b.fmt(**style.TITLE, text_wrap=True, valign="top"))
+        d.set_row(0, 40 if data.weights.untrained else 22)
         if data.weights.untrained:
-            d.write_string(1, 1, "UNTRAINED network: random weights, so these classes are meaningless (every "
-                                 "probability is about 1/1000).", b.fmt(**style.WARN))
+            d.merge_range(1, 1, 1, 4, "UNTRAINED network: random weights, so these classes are meaningless (every "
+                                      "probability is about 1/1000).", b.fmt(**style.WARN, text_wrap=True,
+                                                                             valign="top"))
+            d.set_row(1, 34)
         note = ("Computed by torch when the workbook was built: model(x) on the pre-processed photo, softmax over "
                 "the 1000 scores, the five largest. These are values, not formulas: conv2 to fc8 take about 700 "
                 "million multiplications, more than a spreadsheet should hold. Class names from "
                 "AlexNet_Weights.IMAGENET1K_V1.meta['categories']. " + weights_line(data))
-        d.merge_range(2, 1, 2, 8, note, b.fmt(**style.NOTE))
-        d.set_row(2, 15 * 5)
+        d.merge_range(2, 1, 2, 4, note, b.fmt(**style.NOTE))
+        d.set_row(2, 15 * 7)
         head = b.fmt(bold=True, bottom=2, align="center")
         for c, text in enumerate(("rank", "class index", "class name", "probability (torch)")):
             d.write_string(4, 1 + c, text, head)
@@ -46,7 +51,9 @@ class PredictionsSheet:
         d.flush()
         ws.conditional_format(5, 4, 9, 4, dict(type="data_bar", bar_color="#63BE7B", min_type="num", min_value=0,
                                                max_type="num", max_value=1))
+        ws.set_zoom(100)
         style.page_setup(ws, landscape=False)
+        ws.print_area(0, 0, 9, 4)
 
 
 __all__ = ["PredictionsSheet"]

@@ -7,19 +7,19 @@ from xlconv.book import Book
 from xlconv.cells import Grid, a1
 from xlconv.rowstream import Deferred
 from xlconv.sheets import style
-from xlconv.sheets.alexnet.common import heading, square
+from xlconv.sheets.alexnet.common import heading, note, square
 from xlconv.sheets.alexnet.layout import SHEET_SHAPES
 from xlconv.torchnet import Run
 
 SHAPE_COLUMNS = [  # key, heading, width
     ("name", "layer", 13),
-    ("module", "module (print(model))", 52),
+    ("module", "module (print(model))", 40),
     ("c_in", "C in", 7), ("h_in", "H in", 7), ("w_in", "W in", 7),
     ("k", "kernel", 7), ("s", "stride", 7), ("p", "padding", 8), ("d", "dilation", 8), ("ceil", "ceil_mode", 9),
     ("c_out", "C out", 7), ("h_out", "H out", 7), ("w_out", "W out", 7),
     ("params", "parameters", 12),
     ("t_c", "torch C", 8), ("t_h", "torch H", 8), ("t_w", "torch W", 8), ("check", "sheet = torch?", 10),
-    ("lecture", "the lecture", 70),
+    ("lecture", "the lecture", 56),
 ]
 
 # Where the lecture's slides and listings differ from the model (about the lecture's own numbers).
@@ -72,7 +72,7 @@ class ShapesSheet:
         for key, heading_text, _ in SHAPE_COLUMNS:
             d.write_string(top, col[key], heading_text, head)
         text = b.fmt(font_size=9, valign="vcenter")
-        mono = b.fmt(font_size=8, valign="vcenter", font_name="Consolas")
+        mono = b.fmt(font_size=8, valign="vcenter", font_name="Consolas", text_wrap=True)
         wrap = b.fmt(font_size=8, valign="vcenter", text_wrap=True, italic=True)
         param = style.cell(b, "param", "0")
         live = style.cell(b, "input", "0")
@@ -84,7 +84,8 @@ class ShapesSheet:
         first_params = last_params = ""
         for n, layer in enumerate(data.shapes):
             r = top + 1 + n
-            d.set_row(r, 24)
+            lines = max(-(-len(LECTURE_NOTES.get(layer.name, "")) // 70), -(-len(layer.module) // 48), 1)
+            d.set_row(r, max(24, 11 * lines + 4))
             cells = {key: a1(r, col[key]) for key in col}
             d.write_string(r, col["name"], layer.name, text)
             d.write_string(r, col["module"], layer.module, mono)
@@ -104,7 +105,7 @@ class ShapesSheet:
                 for key, name in (("k", "kernel_size"), ("s", "stride"), ("p", "padding"), ("d", "dilation")):
                     d.write_number(r, col[key], p[name], param)
                 if kind == "maxpool":
-                    d.write_boolean(r, col["ceil"], p["ceil_mode"], style.cell(b, "param", "General"))
+                    d.write_boolean(r, col["ceil"], p["ceil_mode"], style.cell(b, "param", style.BOOLEAN_FORMAT))
                 if kind == "conv":
                     d.write_number(r, col["c_out"], p["out_channels"], param)
                 else:
@@ -154,7 +155,9 @@ class ShapesSheet:
         d.write_string(r, col["module"], "total parameters (live sum) / torch's count", b.fmt(bold=True, align="right"))
         total = sum(s.n_params for s in data.shapes)
         d.write_formula(r, col["params"], fx.total([f"{first_params}:{last_params}"]), count, total)
-        d.write_number(r, col["t_c"], total, style.cell(b, "product", "#,##0"))
+        torch_total = style.cell(b, "product", "#,##0")
+        d.merge_range(r, col["t_c"], r, col["t_w"], "", torch_total)  # 61,100,840 needs more than one column
+        d.write_number(r, col["t_c"], total, torch_total)
         self.total_cell = (r, col["params"])
         # What the listing that prints conv1 with padding=0 would give.
         geo = data.geometry
@@ -175,9 +178,27 @@ class ShapesSheet:
         b.record("shape_padding0", "size", SHEET_SHAPES,
                  [Grid(r, col[c], 1, 1) for c in ("h_in", "k", "s", "p", "d", "h_out")],
                  rows=["in", "k", "s", "p", "d", "out"], layer="features.0 with padding=0")
+        self._notes(top)
         d.flush()
         ws.freeze_panes(top + 1, 2)
-        style.page_setup(ws)
+        widths = sum(style.column_px(w) for _, _, w in SHAPE_COLUMNS) + style.column_px(2)
+        ws.set_zoom(style.fit_zoom((widths, (top + 8) * 32), least=55))
+        style.page_setup(ws, landscape=True, repeat_rows=(top, top))
+
+    def _notes(self, top: int) -> None:
+        """Notes in the lecture's words on the first typed size and the first formulas."""
+        ws, geo = self.ws, self.data.geometry
+        col = {key: i + 1 for i, (key, _, _) in enumerate(SHAPE_COLUMNS)}
+        r = top + 1
+        note(ws, r, col["h_in"], f"The photo after Resize({geo.size}) and CenterCrop({geo.size}): type another size "
+                                 "and every row below follows.")
+        note(ws, r, col["h_out"], "Feature map's width and height: H_out = (H_in + 2 x padding - kernel size)/stride "
+                                  f"+ 1, rounded down (INT): ({geo.size} + 2x{geo.padding} - {geo.kernel})/{geo.stride}"
+                                  f" + 1 = {(geo.size + 2 * geo.padding - geo.kernel) / geo.stride + 1:g} gives "
+                                  f"{geo.conv}. With a dilation d the kernel spans d(kernel - 1) + 1 cells.")
+        note(ws, r, col["params"], "A Conv2d's parameters: C out x C in x kernel x kernel weights, plus one bias per "
+                                   f"output channel: {geo.filters} x {geo.in_channels} x {geo.kernel} x {geo.kernel} + "
+                                   f"{geo.filters}.")
 
 
 __all__ = ["ShapesSheet", "SHAPE_COLUMNS", "LECTURE_NOTES"]
