@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from xlconv._version import __version__
+from xlconv import progress
 from xlconv.errors import ExerciseError, XlconvError
 from xlconv.guards import Terminated, stop_cleanly_on_signals
 
@@ -82,19 +83,23 @@ def parser() -> argparse.ArgumentParser:
     """The argument parser of the xlconv command."""
     p = argparse.ArgumentParser(prog="xlconv", description="Excel workbooks with live formulas for teaching CNNs.")
     p.add_argument("--version", action="version", version=f"xlconv {__version__}")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bars (they show only when stderr is a terminal anyway)")
     sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="write one .xlsx per worksheet spec")
+    b = sub.add_parser("build", parents=[quiet], help="write one .xlsx per worksheet spec")
     b.add_argument("specs", nargs="*", metavar="SPEC", help="spec file or built-in name (default: all built-ins)")
     b.add_argument("-o", "--output", default="build", metavar="DIR", help="output folder (default: build)")
     b.set_defaults(func=_build)
-    v = sub.add_parser("verify", help="recalculate workbooks in a real engine and check every cell")
+    v = sub.add_parser("verify", parents=[quiet], help="recalculate workbooks in a real engine and check every cell")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("--engine", choices=("libreoffice", "gnumeric"), default="libreoffice")
     v.add_argument("--tolerance", type=float, default=None,
                    help="largest accepted absolute difference (default: the workbook's own, 1e-6 for toy sheets)")
     v.add_argument("--timeout", type=float, default=600, help="seconds the engine may take (default: 600)")
     v.set_defaults(func=_verify)
-    e = sub.add_parser("exercise", help="student workbooks with blank answer cells, answer keys and an index")
+    e = sub.add_parser("exercise", parents=[quiet],
+                       help="student workbooks with blank answer cells, answer keys and an index")
     e.add_argument("spec", metavar="SPEC", help="conv spec file or built-in name")
     e.add_argument("--seed", type=int, default=None, help="seed of the variants (default: a fresh one, printed)")
     e.add_argument("--roster", metavar="FILE.csv", help="one variant per student (a column of ids, optional names)")
@@ -109,7 +114,7 @@ def parser() -> argparse.ArgumentParser:
                    help="replace a grid by a CSV of numbers for every variant (repeatable)")
     e.add_argument("-o", "--output", default="exercise", metavar="DIR", help="output folder (default: exercise)")
     e.set_defaults(func=_exercise)
-    g = sub.add_parser("grade", help="grade returned exercise workbooks into a gradebook")
+    g = sub.add_parser("grade", parents=[quiet], help="grade returned exercise workbooks into a gradebook")
     g.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="returned workbooks, or folders of them")
     g.add_argument("--key", required=True, metavar="DIR", help="the folder `xlconv exercise` wrote")
     g.add_argument("-o", "--output", default="gradebook.csv", metavar="FILE",
@@ -117,8 +122,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--tolerance", type=float, default=None, help="override the exercise's tolerance")
     g.add_argument("--timeout", type=float, default=30, help="seconds to read one file (default: 30)")
     g.set_defaults(func=_grade)
-    a = sub.add_parser("alexnet", help="the lecture's AlexNet: pre-processing, conv1 filters, live conv1/ReLU/pool "
-                                       "maps, shapes and predictions in one workbook")
+    a = sub.add_parser("alexnet", parents=[quiet],
+                       help="the lecture's AlexNet: pre-processing, conv1 filters, live conv1/ReLU/pool maps, shapes "
+                            "and predictions in one workbook")
     a.add_argument("--image", default=None, metavar="PATH",
                    help="a photo Pillow can read (default: matplotlib's grace_hopper.jpg)")
     a.add_argument("--weights", default="pretrained", metavar="pretrained|random|PATH",
@@ -132,7 +138,8 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output", default="build/alexnet-conv1.xlsx", metavar="FILE",
                    help="output file (default: build/alexnet-conv1.xlsx)")
     a.set_defaults(func=_alexnet)
-    r = sub.add_parser("render", help="print workbooks to PDF and one PNG per page (LibreOffice recalculates first)")
+    r = sub.add_parser("render", parents=[quiet],
+                       help="print workbooks to PDF and one PNG per page (LibreOffice recalculates first)")
     r.add_argument("files", nargs="+", metavar="FILE")
     r.add_argument("-o", "--output", default="render", metavar="DIR", help="output folder (default: render)")
     r.add_argument("--dpi", type=int, default=60, metavar="N", help="resolution of the PNGs (default: 60)")
@@ -144,6 +151,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; XlconvError becomes one line on stderr and exit status 2."""
     args = parser().parse_args(argv)
+    progress.configure(progress.wanted(args.quiet))
     stop_cleanly_on_signals()
     try:
         return int(args.func(args))
