@@ -59,6 +59,14 @@ class FiltersSheet:
             self.fills[key] = s
         return s
 
+    def _styles(self, q: np.ndarray) -> list[list[list[int]]]:
+        """The fill style of every picture cell, (filters, k, k) from (filters, k, k, 3) colours, each distinct
+        colour looked up once."""
+        packed = (q[..., 0] << 16) | (q[..., 1] << 8) | q[..., 2]
+        colours, where = np.unique(packed, return_inverse=True)
+        styles = np.array([self._fill(np.array([c >> 16, (c >> 8) & 255, c & 255])) for c in colours.tolist()])
+        return styles[where.reshape(packed.shape)].tolist()
+
     def build(self) -> None:
         b, ws, L, data = self.book, self.ws, self.L, self.data
         K = data.geometry.kernel
@@ -105,7 +113,8 @@ class FiltersSheet:
         titles = ("As the lecture draws them: w*0.5+0.5, clipped to [0, 1]",
                   "Each filter by its own min-max: (w - min)/(max - min)")
         rows_of_pics = math.ceil(n / L.pics_per_row)
-        for half, q in ((0, q_lecture), (1, q_minmax)):
+        s_lecture, s_minmax = self._styles(q_lecture), self._styles(q_minmax)
+        for half, q in ((0, s_lecture), (1, s_minmax)):
             stream.row(L.pic_title[half], [stream.text(f"B{L.pic_title[half] + 1}", title_s, titles[half])], 1, 1,
                        TITLE_ROW_PT)
             for band in range(rows_of_pics):
@@ -118,7 +127,8 @@ class FiltersSheet:
                     cells = []
                     for k in ks:
                         c0 = L.pic_cell(half, k)[1]
-                        cells += [stream.blank(f"{col(c0 + j)}{r + 1}", self._fill(q[k, i, j])) for j in range(K)]
+                        qi = q[k][i]
+                        cells += [f'<c r="{col(c0 + j)}{r + 1}" s="{qi[j]}"/>' for j in range(K)]
                     stream.row(r, cells, 1, last_col, pic_h)
         # 2. the numbers: one band per filter, R G B grids, the bias, and the two pictures again.
         stream.row(L.num_title, [stream.text(f"B{L.num_title + 1}", title_s,
@@ -153,8 +163,9 @@ class FiltersSheet:
                     cells += [f'<c r="{col(left + j)}{rs}" s="{wfmt}"><v>{wt[base + j]}</v></c>' for j in range(K)]
                 if i == 0:
                     cells.append(stream.number(f"{col(L.bias_col)}{rs}", bfmt, btext[k]))
-                for p, q in zip(L.num_pic_left, (q_lecture, q_minmax)):
-                    cells += [stream.blank(f"{col(p + j)}{rs}", self._fill(q[k, i, j])) for j in range(K)]
+                for p, q in zip(L.num_pic_left, (s_lecture, s_minmax)):
+                    qi = q[k][i]
+                    cells += [f'<c r="{col(p + j)}{rs}" s="{qi[j]}"/>' for j in range(K)]
                 stream.row(r, cells, 1, last_col, pic_h)
         for k in range(n):
             b.record(f"conv1_w{k}", "kernel", SHEET_FILTERS, [L.filter_grid(k, c) for c in range(n_in)],
