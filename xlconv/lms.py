@@ -99,7 +99,8 @@ def read_people(path: str | Path, id_column: str | None = None, time_column: str
         if id_col is None:
             raise ExerciseError(f"{path}: has no column {id_column!r} for the student id (columns: {found})")
     else:
-        id_col = next((headings[c] for c in ID_COLUMNS if c in headings), None)
+        # A Moodle export keys students by "ID number".
+        id_col = next((headings[c] for c in ID_COLUMNS + COLUMNS["id_number"] if c in headings), None)
         if id_col is None:
             raise ExerciseError(f"{path}: no student id column: name one {', '.join(ID_COLUMNS[:4])} or pass "
                                 f"--id-column (columns: {found})")
