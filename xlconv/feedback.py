@@ -96,7 +96,7 @@ def explain(block: record.Block, c: int, i: int, j: int, right: float, by_name: 
     try:
         p = record.op_params(block)
     except WorkbookError:  # an output-size table or another recorded formula: its label says how
-        return f"right value {_num(right)} ({_label(block)})"
+        return f"{_label(block)} {ARROW} {_num(right)}"
     if isinstance(p, (record.ConvParams, record.PoolParams)):
         source = by_name.get(p.input)
         if source is None:
@@ -218,7 +218,7 @@ def write_feedback(row: Row, book: Gradebook, key: Key, path: Path, marks_only: 
         heights: dict[int, float] = {}
         ws.write_string(0, 1, clean(f"Feedback: {key.title or key.exercise_id}", 200), wb.fmt(**style.TITLE))
         who = " ".join(x for x in (row.student_id, row.name) if x)
-        ws.write_string(1, 1, clean(f"Student: {who}   |   variant {key.variants[row.student_id]['variant_id']}   "
+        ws.write_string(1, 1, clean(f"Student: {who or '-'}   |   variant {key.variants[row.student_id]['variant_id']}   "
                                     f"|   graded file: {Path(row.file).name}", 200), wb.fmt(bold=True))
         marks = f"Marks: {total} of {book.max}"
         if row.penalty:
@@ -256,8 +256,10 @@ def write_feedback(row: Row, book: Gradebook, key: Key, path: Path, marks_only: 
                           f" ({'padded' if b.role == 'padded' else 'dilated'})"
             label_row = max(HEADER_ROWS, top - (2 if len(b.grids) > 1 else 1))
             starts.append(label_row)
-            ws.write_string(label_row, b.grids[0].left, clean(heading, 200),
-                            wb.fmt(bold=True, font_color=style.HEADING_BLUE))
+            table = b.role != "output" and all(g.height == g.width == 1 for g in b.grids)
+            if not table:  # a size table's cells sit row under row: a label above would cover the row before
+                ws.write_string(label_row, b.grids[0].left, clean(heading, 200),
+                                wb.fmt(bold=True, font_color=style.HEADING_BLUE))
             why: list[str] = []
             for c, g in enumerate(b.grids):
                 label = _channel_label(b, c, by_name)
@@ -336,7 +338,7 @@ def _write_answer(ws: Any, r: int, c: int, value: Any, look: Any) -> None:
 
 def feedback_name(row: Row, taken: set[str]) -> str:
     """The feedback file's name: the student id (made safe for a file name), once per file."""
-    stem = f"{safe_id(row.student_id)}-feedback"
+    stem = f"{safe_id(row.student_id)}-feedback" if row.student_id else "feedback"  # an exercise without a roster
     name, n = f"{stem}.xlsx", 2
     while name in taken:
         name, n = f"{stem}-{n}.xlsx", n + 1
