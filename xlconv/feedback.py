@@ -292,7 +292,7 @@ def write_feedback(row: Row, book: Gradebook, key: Key, path: Path, marks_only: 
                 lines.append((heading, why))
         r = bottom + 3
         starts.append(r)
-        ws.write_string(r, 1, "Why: every answer that is wrong, blank, or typed in a way to avoid", wb.fmt(**style.TITLE))
+        ws.write_string(r, 1, "Why: every answer that lost marks, and answers typed in a way to avoid", wb.fmt(**style.TITLE))
         r += 1
         wrap = wb.fmt(text_wrap=True, valign="top", font_size=10)
         for heading, why in lines:

@@ -522,6 +522,9 @@ def scheme_lines(book: Gradebook) -> list[str]:
         "Text is read as a teacher would: spaces ignored, a Unicode minus or dash is a minus, '+3' is 3, "
         "'3,5' is 3.5, '1/4' is 0.25; blank is unanswered; anything else is wrong.",
         "Questions: " + ", ".join(f"{q} ({n} cells)" for q, n in book.questions.items()) + f"; total {book.max}.",
+        "penalty: percent of the marks taken for late work (per started day after --due); final: the total after it.",
+        "flags: what to look at twice, with its evidence: answers that fit another student's variant (from the "
+        "keys' right values), identical files, identical wrong answers, answers typed as formulas, late work.",
         "Statuses:",
     ]
     lines += [f"{s}: {text}" for s, text in STATUSES.items()]
