@@ -94,7 +94,8 @@ def test_submissions_are_never_changed(graded):
 def test_gradebook_csv_and_tolerance_override(graded, tmp_path):
     df = pd.read_csv(graded["tmp"] / "gradebook.csv", dtype={"student_id": str})
     assert list(df.columns) == ["file", "student_id", "name", "variant_seed", "status", "stride1 (of 32)",
-                                "stride2 (of 8)", "pooled (of 8)", "total", "max", "percent", "tolerance", "note"]
+                                "stride2 (of 8)", "pooled (of 8)", "total", "max", "percent", "penalty", "final",
+                                "tolerance", "flags", "note"]
     assert df["total"].tolist() == [48, 43, 45, 48, 0, 48]
     assert df["tolerance"].tolist() == [0.005] * 6
     assert df.loc[1, "percent"] == round(100 * 43 / 48, 1)

@@ -24,7 +24,7 @@ LAYERS = {
     4: ["xlconv.torchnet", "xlconv.book", "xlconv.rowstream", "xlconv.engine"],
     5: ["xlconv.sheets"],  # and every module below it
     6: ["xlconv.build", "xlconv.verify", "xlconv.safety", "xlconv.render"],
-    7: ["xlconv.exercise", "xlconv.grade"],
+    7: ["xlconv.exercise", "xlconv.grade", "xlconv.flags", "xlconv.feedback", "xlconv.lms", "xlconv.loop"],
     8: ["xlconv.cli", "xlconv", "xlconv.__main__"],
 }
 

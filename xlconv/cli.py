@@ -55,11 +55,21 @@ def _exercise(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from xlconv.grade import grade
 
-    book = grade(args.submissions, args.key, args.output, tolerance=args.tolerance, timeout=args.timeout)
+    book = grade(args.submissions, args.key, args.output, tolerance=args.tolerance, timeout=args.timeout,
+                 feedback=args.feedback, marks_only=args.feedback_marks_only, formulas=args.formulas, due=args.due,
+                 late_penalty=args.late_penalty, roster=args.roster, lms=args.lms, id_column=args.id_column,
+                 assignment=args.assignment)
     for row in book.rows:
         marks = f"{row.total}/{book.max}" if row.total is not None else "-"
-        print(f"{row.file}: {row.status} {marks}" + (f" ({row.note})" if row.note and row.status != "ok" else ""))
+        if row.penalty and row.final is not None:
+            marks += f" -> {row.final:g} after -{row.penalty:g}%"
+        print(f"{row.file}: {row.status} {marks}" + (f" ({row.note})" if row.note and row.status != "ok" else "")
+              + (f" [flags: {'; '.join(row.flags)}]" if row.flags else ""))
     print(book.path)
+    for path in book.feedback:
+        print(path)
+    if book.lms is not None:
+        print(book.lms)
     return 0
 
 
@@ -121,6 +131,22 @@ def parser() -> argparse.ArgumentParser:
                    help="gradebook.csv or gradebook.xlsx (default: gradebook.csv)")
     g.add_argument("--tolerance", type=float, default=None, help="override the exercise's tolerance")
     g.add_argument("--timeout", type=float, default=30, help="seconds to read one file (default: 30)")
+    g.add_argument("--feedback", metavar="DIR", help="write a feedback workbook per graded file into DIR (named by "
+                   "student id): each answer cell marked right or wrong with the reason and the right value")
+    g.add_argument("--feedback-marks-only", action="store_true",
+                   help="feedback marks cells right or wrong without revealing right values (for resubmission)")
+    g.add_argument("--formulas", choices=("allow", "flag", "zero"), default="flag",
+                   help="answers typed as formulas: count by value silently, count and flag (default), or score 0")
+    g.add_argument("--due", metavar="ISO-TIME", help="due time, e.g. 2025-03-01T23:59+01:00: later files are flagged "
+                   "late (by the roster's time column, else the file's modification time)")
+    g.add_argument("--late-penalty", type=float, default=0.0, metavar="P",
+                   help="percent of the marks taken per started day late (needs --due; default 0)")
+    g.add_argument("--roster", metavar="FILE.csv", help="the roster or the course site's export: ids, names, e-mail, "
+                   "SIS ids, sections, submission times")
+    g.add_argument("--id-column", help="the roster's student id column (default: id, student_id, ...)")
+    g.add_argument("--lms", choices=("canvas", "moodle"),
+                   help="also write the gradebook in the course site's import format, beside -o")
+    g.add_argument("--assignment", metavar="NAME", help="the assignment's column name for --lms (default: the spec)")
     g.set_defaults(func=_grade)
     a = sub.add_parser("alexnet", parents=[quiet],
                        help="the lecture's AlexNet: pre-processing, conv1 filters, live conv1/ReLU/pool maps, shapes "

@@ -23,6 +23,7 @@ got none. A hostile or broken file is a row, never an error of the run.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import re
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from xlconv import safety
+from xlconv import flags, loop, safety
 from xlconv.atomic import atomic_path
 from xlconv.guards import check_tolerance, files_under, input_file, parse_json
 from xlconv.errors import ExerciseError, VerifyError, WorkbookError, XlconvError
@@ -122,6 +123,7 @@ class Key:
     answers: list[Block]
     inputs: list[Block]
     variants: dict[str, dict]  # student id -> variant
+    title: str = ""
     _expected: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def expected(self, student_id: str) -> dict[str, np.ndarray]:
@@ -162,7 +164,8 @@ def load_key(folder: str | Path) -> Key:
         records = [Block.from_json(b, f"{path}: blocks[{n}]") for n, b in enumerate(doc["blocks"])]
         variants = {v["student_id"]: v for v in doc["variants"]}
         key = Key(path.parent, doc["exercise_id"], doc["sheet"], float(doc["tolerance"]), records,
-                  [r for r in records if r.role == "output"], [r for r in records if r.role in ROOT_ROLES], variants)
+                  [r for r in records if r.role == "output"], [r for r in records if r.role in ROOT_ROLES], variants,
+                  str(doc.get("title", ""))[:300])
     except WorkbookError as e:
         raise ExerciseError(str(e)) from None
     except (KeyError, TypeError, ValueError) as e:
@@ -185,6 +188,17 @@ class Row:
     variant_seed: int | None = None
     marks: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    cells: list[flags.CellMark] = field(default_factory=list)  # every answer cell as graded (for flags, feedback)
+    flags: list[str] = field(default_factory=list)
+    fits: dict[str, str] = field(default_factory=dict)  # question -> the student whose variant its answers fit
+    penalty: float = 0.0  # percent of the marks taken off (late work)
+    submitted: str = ""  # when it was handed in, when a due time was given
+
+    @property
+    def final(self) -> float | None:
+        """The total after the penalty, or None when the file was not graded."""
+        total = self.total
+        return None if total is None else round(total * (1 - self.penalty / 100), 2)
 
     @property
     def total(self) -> int | None:
@@ -200,6 +214,8 @@ class Gradebook:
     questions: dict[str, int]  # answer block -> number of cells
     tolerance: float
     path: Path | None
+    feedback: list[Path] = field(default_factory=list)  # feedback workbooks written, one per graded file
+    lms: Path | None = None  # the course site's import file, when asked for
 
     @property
     def max(self) -> int:
@@ -220,7 +236,8 @@ class Gradebook:
             total = r.total  # None exactly when the file was not graded
             rec.update(total=total, max=self.max if graded else None,
                        percent=round(100.0 * total / self.max, 1) if total is not None and self.max else None,
-                       tolerance=self.tolerance, note=_safe_text(r.note))
+                       penalty=r.penalty if graded else None, final=r.final, tolerance=self.tolerance,
+                       flags=_safe_text("; ".join(r.flags)), note=_safe_text(r.note))
             records.append(rec)
         df = pd.DataFrame.from_records(records, columns=list(_columns(self)))
         for c in ["variant_seed", "total", "max"] + [question_column(q, n) for q, n in self.questions.items()]:
@@ -236,7 +253,7 @@ def question_column(name: str, cells: int) -> str:
 def _columns(book: Gradebook) -> Iterator[str]:
     yield from ("file", "student_id", "name", "variant_seed", "status")
     yield from (question_column(q, n) for q, n in book.questions.items())
-    yield from ("total", "max", "percent", "tolerance", "note")
+    yield from ("total", "max", "percent", "penalty", "final", "tolerance", "flags", "note")
 
 
 def _safe_text(text: str) -> str:
@@ -249,8 +266,12 @@ def _safe_text(text: str) -> str:
 
 def grade(submissions: Sequence[str | Path], key: str | Path, output: str | Path | None = "gradebook.csv",
           tolerance: float | None = None, timeout: float = safety.DEFAULT_TIMEOUT,
-          memory: int = safety.DEFAULT_MEMORY, engine_timeout: float = 120.0, jobs: int = 2) -> Gradebook:
-    """Grade returned workbooks against an exercise folder; write the gradebook (.csv or .xlsx) to output."""
+          memory: int = safety.DEFAULT_MEMORY, engine_timeout: float = 120.0, jobs: int = 2,
+          feedback: str | Path | None = None, marks_only: bool = False, formulas: str = "flag",
+          due: str | dt.datetime | None = None, late_penalty: float = 0.0, roster: str | Path | None = None,
+          lms: str | None = None, id_column: str | None = None, assignment: str | None = None) -> Gradebook:
+    """Grade returned workbooks against an exercise folder; write the gradebook (.csv or .xlsx) to output, and
+    optionally a feedback workbook per graded file and the course site's import file (see xlconv.loop)."""
     from openpyxl.xml import defusedxml_available
 
     if not defusedxml_available():
@@ -261,6 +282,7 @@ def grade(submissions: Sequence[str | Path], key: str | Path, output: str | Path
     out = Path(output) if output is not None else None
     if out is not None and out.suffix.lower() not in (".csv", ".xlsx"):
         raise ExerciseError(f"{out}: the gradebook must be a .csv or .xlsx file")
+    people, policy = loop.prepare(feedback, formulas, due, late_penalty, roster, lms, id_column, out)
     files = _expand(submissions, out)
     if out is not None:
         for f in files:
@@ -273,9 +295,11 @@ def grade(submissions: Sequence[str | Path], key: str | Path, output: str | Path
         reads = list(pool.map(lambda f: safety.read_submission(f, k.sheet, ranges, timeout, memory), files))
     rows = [_grade_safely(f, r, k, tol, ranges, timeout, memory, engine_timeout) for f, r in zip(files, reads)]
     _note_duplicates(rows)
+    flags.apply(rows, k, tol, policy, GRADED)
     book = Gradebook(rows, {rec.name: _cells(rec) for rec in k.answers}, tol, out)
     if out is not None:
         write_gradebook(book, out)
+    loop.finish(book, k, feedback, marks_only, people, lms, assignment, policy.formulas)
     return book
 
 
@@ -415,14 +439,16 @@ def _mark(row: Row, read: safety.ReadResult, k: Key, tol: float, variant: dict) 
         right = 0
         for c, (g, r) in enumerate(zip(rec.grids, _ranges(rec))):
             for i, line in enumerate(cells[r]):
-                for j, (value, _) in enumerate(line):
+                for j, (value, formula) in enumerate(line):
                     a = read_answer(value)
+                    ok = a.value is not None and abs(a.value - exp[c, i, j]) <= tol + 1e-9
+                    row.cells.append(flags.CellMark(rec.name, c, i, j, value, _formula_text(formula), a.kind,
+                                                    a.value, ok))
                     if a.kind == "bad":
                         bads.append(f"{g.cell(i, j)} {_show(value)}")
                     elif a.kind == "text":
                         texts.append(f"{g.cell(i, j)} {_show(value)} as {a.value:g}")
-                    if a.value is not None and abs(a.value - exp[c, i, j]) <= tol + 1e-9:
-                        right += 1
+                    right += ok
         row.marks[rec.name] = right
     if edited:
         row.status = "edited-inputs"
@@ -433,6 +459,13 @@ def _mark(row: Row, read: safety.ReadResult, k: Key, tol: float, variant: dict) 
         notes.append(f"not numbers (wrong): {_some(bads)}")
     row.note = "; ".join(notes)
     return row
+
+
+def _formula_text(formula: Any) -> str:
+    """The formula the reader reported for a cell ("" for none; "=" when a reader says only that there is one)."""
+    if isinstance(formula, str):
+        return formula
+    return "=" if formula else ""
 
 
 def _show(value: Any) -> str:
@@ -467,8 +500,14 @@ def write_gradebook(book: Gradebook, path: str | Path) -> Path:
         else:
             import pandas as pd
 
+            from xlconv.book import FIXED_DATE
+
             scheme = pd.DataFrame({"scheme": scheme_lines(book)})
-            with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
+            # XlsxWriter with a fixed creation date: grading twice gives the same bytes (openpyxl stamps the time).
+            with pd.ExcelWriter(tmp, engine="xlsxwriter",
+                                engine_kwargs={"options": {"strings_to_formulas": False, "strings_to_urls": False}}
+                                ) as xw:
+                xw.book.set_properties({"created": FIXED_DATE, "author": "xlconv"})
                 df.to_excel(xw, sheet_name="gradebook", index=False)
                 scheme.to_excel(xw, sheet_name="scheme", index=False)
     return path
@@ -483,6 +522,9 @@ def scheme_lines(book: Gradebook) -> list[str]:
         "Text is read as a teacher would: spaces ignored, a Unicode minus or dash is a minus, '+3' is 3, "
         "'3,5' is 3.5, '1/4' is 0.25; blank is unanswered; anything else is wrong.",
         "Questions: " + ", ".join(f"{q} ({n} cells)" for q, n in book.questions.items()) + f"; total {book.max}.",
+        "penalty: percent of the marks taken for late work (per started day after --due); final: the total after it.",
+        "flags: what to look at twice, with its evidence: answers that fit another student's variant (from the "
+        "keys' right values), identical files, identical wrong answers, answers typed as formulas, late work.",
         "Statuses:",
     ]
     lines += [f"{s}: {text}" for s, text in STATUSES.items()]

@@ -49,6 +49,7 @@ META_SHEET = record.SHEET
 META_COLUMN = record.META_COLUMN + 1  # 1-based, as openpyxl counts: key, then text chunks to the right
 META_ROWS = 20
 META_CHUNKS = 64
+MAX_FORMULA_TEXT = 200
 OLE_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 XML_SUFFIXES = (".xml", ".rels", ".vml")
 MACRO_SUFFIXES = (".xlsm", ".xltm", ".xlam", ".xlsb")
@@ -104,7 +105,8 @@ class ReadResult:
     note: str = ""
     meta: dict[str, str] = field(default_factory=dict)  # record sheet rows: key -> text
     sheets: list[str] = field(default_factory=list)
-    cells: dict[str, list[list[list[Any]]]] | None = None  # range -> rows of [value, is_formula]
+    # range -> rows of [value, formula]: the formula's text (at most MAX_FORMULA_TEXT characters) or False
+    cells: dict[str, list[list[list[Any]]]] | None = None
     seconds: float = 0.0
     sheet: str = ""  # the sheet the cells were read from
 
@@ -263,8 +265,8 @@ def read_workbook(path: Path, sheet: str, ranges: Sequence[str]) -> ReadResult:
                             continue  # an EmptyCell of read-only mode
                         if data_only:
                             values[(cell.row - 1, cell.column - 1)] = _jsonable(cell.value)
-                        elif cell.data_type == "f":
-                            formulas[(cell.row - 1, cell.column - 1)] = True
+                        elif cell.data_type == "f":  # its text, for the gradebook's flag and the feedback note
+                            formulas[(cell.row - 1, cell.column - 1)] = str(cell.value)[:MAX_FORMULA_TEXT] or "="
         finally:
             wb.close()
     if sheet not in sheets:
