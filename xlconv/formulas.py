@@ -1,8 +1,8 @@
 """Formula builders: pure functions from cell references to formula strings.
 
 Only functions that Excel 2010+, LibreOffice and Google Sheets all share are used:
-SUMPRODUCT, SUM, MAX, MIN, AVERAGE, INT, INDEX, IF, ABS, ROUND, ROW, COLUMN, and for the dense head EXP, LN and
-MATCH, and arithmetic; an exercise's self-checks add ISNUMBER (shared by all three too) to tell typed text from
+SUMPRODUCT, SUM, MAX, MIN, AVERAGE, INT, INDEX, IF, ABS, ROUND, ROW, COLUMN, and for the dense head EXP, LN, MATCH
+and SUMXMY2, and arithmetic; an exercise's self-checks add ISNUMBER (shared by all three too) to tell typed text from
 numbers.
 """
 
@@ -12,7 +12,7 @@ from typing import Sequence
 
 ALLOWED_FUNCTIONS = frozenset(
     ["SUMPRODUCT", "SUM", "MAX", "MIN", "AVERAGE", "INT", "INDEX", "IF", "ABS", "ROUND", "ROW", "COLUMN", "EXP", "LN",
-     "MATCH"])
+     "MATCH", "SUMXMY2"])
 SELF_CHECK_FUNCTIONS = ALLOWED_FUNCTIONS | {"ISNUMBER"}
 CHECK_RIGHT, CHECK_WRONG, CHECK_NOT_A_NUMBER = "\u2713", "\u2717", "?"
 
@@ -353,20 +353,27 @@ def dot(a: str, b: str, bias: str | None = None) -> str:
     return f"=SUMPRODUCT({a},{b})" + (f"+{bias}" if bias else "")
 
 
-def softmax(cell: str, cells: str) -> str:
-    """One softmax cell: EXP(x - max) over the SUM of EXP(all - max); subtracting the max keeps EXP finite."""
-    return f"=EXP({cell}-MAX({cells}))/SUMPRODUCT(EXP({cells}-MAX({cells})))"
+def _exp_sum(block: str, cells: Sequence[str]) -> str:
+    # EXP written out per cell: Gnumeric does not evaluate EXP of a range inside SUMPRODUCT as an array.
+    return "+".join(f"EXP({c}-MAX({block}))" for c in cells)
 
 
-def cross_entropy(cells: str, target_at: str) -> str:
-    """F.cross_entropy of logits: log-sum-exp (max subtracted) minus the target's logit; target_at is the
-    expression of INDEX's position arguments ("t+1" or "1,t+1")."""
-    return f"=LN(SUMPRODUCT(EXP({cells}-MAX({cells}))))+MAX({cells})-INDEX({cells},{target_at})"
+def softmax(cell: str, block: str, cells: Sequence[str]) -> str:
+    """One softmax cell: EXP(x - max) over the sum of EXP(each - max) of the block's cells; subtracting the max
+    keeps EXP finite."""
+    return f"=EXP({cell}-MAX({block}))/({_exp_sum(block, cells)})"
+
+
+def cross_entropy(block: str, cells: Sequence[str], target_at: str) -> str:
+    """F.cross_entropy of logits: log-sum-exp (max subtracted, then added back) minus the target's logit;
+    target_at is the expression of INDEX's position arguments ("t+1,1" or "1,t+1")."""
+    return f"=LN({_exp_sum(block, cells)})+MAX({block})-INDEX({block},{target_at})"
 
 
 def mse(pairs: Sequence[tuple[str, str]], divisor: int) -> str:
-    """F.mse_loss: the squared differences of each (output, target) range pair summed, over divisor (1: sum)."""
-    total_ = "+".join(f"SUMPRODUCT(({y}-{t})^2)" for y, t in pairs)
+    """F.mse_loss: the squared differences of each (output, target) range pair summed (SUMXMY2), over divisor
+    (1: reduction "sum")."""
+    total_ = "+".join(f"SUMXMY2({y},{t})" for y, t in pairs)
     return f"=({total_})/{divisor}" if divisor != 1 else f"={total_}"
 
 
@@ -383,11 +390,6 @@ def one_hot(index: str, target: str) -> str:
 def minus(a: str, b: str) -> str:
     """a minus b."""
     return f"={a}-{b}"
-
-
-def softmax_minus_one_hot(cell: str, cells: str, index: str, target: str) -> str:
-    """dL/dlogit of cross-entropy when no softmax block shows p: softmax of the cell minus its one-hot."""
-    return f"{softmax(cell, cells)}-IF({index}={target},1,0)"
 
 
 def mse_grad(y: str, t: str, divisor: int) -> str:

@@ -79,6 +79,11 @@ class GradSheet(ConvSheet):
         g = grids[k] if window is None else grids[k].window(*window)
         return on_sheet(sheet, g.ref(absolute=True)) if sheet else g.ref(absolute=True)
 
+    def every(self, name: str) -> list[str]:
+        """Every cell of a one-channel value, row by row, absolute and with its sheet's name."""
+        g = self.grids_of(name)[1][0]
+        return [self.at(name, 0, i, j, absolute=True) for i in range(g.height) for j in range(g.width)]
+
     def put(self, name: str, grids: list[Grid], values: np.ndarray, formula: Callable[[int, int, int], str],
             num_format: str = GRAD_FORMAT, role: str = "output", heat: bool = True) -> None:
         """Write a block channel by channel (formula(k, i, j)) and remember it as name."""
@@ -176,7 +181,7 @@ class GradSheet(ConvSheet):
             def p_formula(i: int, j: int) -> str:
                 if soft is not None:
                     return fx.copy(self.at(soft.name, 0, i, j))
-                return fx.softmax(self.at(x, 0, i, j), rng)
+                return fx.softmax(self.at(x, 0, i, j), rng, self.every(x))
 
             self.write_grid(pg, "output", p, p_formula, num_format="0.000")
             self.heatmap(pg, p)
@@ -492,7 +497,7 @@ class GradSheet(ConvSheet):
             info = dict(op="linear", input=after.input, weight=after.weight, bias=bias)
         elif isinstance(after, Softmax):
             def formula(k: int, i: int, j: int) -> str:
-                return fx.softmax(self.at(after.input, 0, i, j), self.span(after.input, 0))
+                return fx.softmax(self.at(after.input, 0, i, j), self.span(after.input, 0), self.every(after.input))
             info = dict(op="softmax", input=after.input)
         elif isinstance(after, Loss):
             x0 = self.grids_of(after.input)[1][0]
@@ -502,7 +507,7 @@ class GradSheet(ConvSheet):
                 args = f"1,{tcell}+1" if x0.height == 1 else f"{tcell}+1,1"
 
                 def formula(k: int, i: int, j: int) -> str:
-                    return fx.cross_entropy(self.span(after.input, 0), args)
+                    return fx.cross_entropy(self.span(after.input, 0), self.every(after.input), args)
                 info = dict(op="cross_entropy", input=after.input, target=target, reduction="mean")
             else:
                 target = str(after.target)

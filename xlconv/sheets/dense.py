@@ -39,6 +39,11 @@ def index_args(grid: Grid, position: str) -> str:
     return f"1,{position}" if grid.height == 1 else f"{position},1"
 
 
+def cells_of(grid: Grid) -> list[str]:
+    """The absolute address of every cell of a grid, row by row."""
+    return [grid.cell(i, j, absolute=True) for i in range(grid.height) for j in range(grid.width)]
+
+
 def _flatten(sheet: ConvSheet, op: Flatten) -> None:
     src = sheet.placed[op.input]
     vals = sheet.values[op.name]
@@ -124,7 +129,8 @@ def _softmax(sheet: ConvSheet, op: Softmax) -> None:
     classes = np.arange(n, dtype=np.float64).reshape(x.height, x.width)
     sheet.write_grid(cg, "param", classes, num_format="0")
     rng = x.ref(absolute=True)
-    sheet.write_grid(g, "output", vals[0], lambda i, j: fx.softmax(x.cell(i, j), rng), num_format="0.000")
+    every = cells_of(x)
+    sheet.write_grid(g, "output", vals[0], lambda i, j: fx.softmax(x.cell(i, j), rng, every), num_format="0.000")
     sheet.heatmap(g, vals)
     sheet.note(g.top, g.left, "Softmax turns the scores into probabilities: EXP of each score over the SUM of EXP of "
                               "all of them. Subtracting the largest score first changes nothing in the result but "
@@ -163,7 +169,7 @@ def _loss(sheet: ConvSheet, op: Loss) -> None:
         sheet.book.record(f"{op.name}_target", "input", sheet.spec.sheet, [tg], label="target class", **target_info)
         sheet.placed[f"{op.name}_target"] = _placed(sheet, f"{op.name}_target", [tg], np.array([[[op.target]]]))
         rng = x.ref(absolute=True)
-        sheet.write_grid(g, "output", vals[0], lambda i, j: fx.cross_entropy(rng, index_args(x, f"{tg.cell(0, 0)}+1")),
+        sheet.write_grid(g, "output", vals[0], lambda i, j: fx.cross_entropy(rng, cells_of(x), index_args(x, f"{tg.cell(0, 0)}+1")),
                          num_format="0.0000", fmt=style.cell(sheet.book, "output", "0.0000", bold=True))
         sheet.note(g.top, g.left, "Cross-entropy = -LN(probability of the target class) = LN(SUM(EXP(scores))) - "
                                   "score of the target; the max is taken out of the EXPs and added back, as torch "
@@ -195,4 +201,4 @@ def _placed(sheet: ConvSheet, name: str, grids: list[Grid], values: np.ndarray) 
     return Placed(name, grids, np.asarray(values, dtype=np.float64))
 
 
-__all__ = ["band", "vector_at", "index_args"]
+__all__ = ["band", "vector_at", "index_args", "cells_of"]
