@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -61,8 +61,8 @@ class Params:
 
 def load_data() -> Data:
     """scikit-learn's copy of the UCI digits, pixels divided by 16, split 80/20 stratified with random_state 0."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+    from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
 
     digits = load_digits()
     images = np.asarray(digits.images, dtype=np.float64) / 16.0
@@ -86,25 +86,34 @@ def torch_model(params: Params | None = None) -> Any:
     return model
 
 
-def train(data: Data) -> tuple[Params, float]:
-    """Full-batch Adam from torch's seeded default initialisation; returns the weights and the seconds taken."""
+def train(data: Data) -> tuple[Params, float, float]:
+    """Full-batch Adam from torch's seeded default initialisation; the weights, wall and CPU seconds taken.
+
+    One thread, because a multi-threaded reduction may sum in another order and change the last bits;
+    the caller's random state and thread count are restored (the tests call this in-process).
+    """
     import torch
     import torch.nn.functional as F
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(SEED)
-    start = time.perf_counter()
-    model = torch_model()
-    x = torch.from_numpy(data.images[data.train][:, None])
-    y = torch.from_numpy(data.labels[data.train])
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    for _ in range(EPOCHS):
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-    seconds = time.perf_counter() - start
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            wall, cpu = time.perf_counter(), time.process_time()
+            model = torch_model()
+            x = torch.from_numpy(data.images[data.train][:, None])
+            y = torch.from_numpy(data.labels[data.train])
+            opt = torch.optim.Adam(model.parameters(), lr=LR)
+            for _ in range(EPOCHS):
+                opt.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                opt.step()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        torch.set_num_threads(threads)
     w = [p.detach().numpy().copy() for p in model.parameters()]
-    return Params(*w), seconds
+    return Params(*w), wall, cpu
 
 
 def rounded(params: Params) -> Params:
@@ -189,11 +198,13 @@ def num(x: float) -> str:
     return str(int(r)) if r.is_integer() else repr(r)
 
 
-def row(values: Sequence[float]) -> str:
+def row(values: Iterable[Any]) -> str:
+    """One grid row or list on one line, so that a re-trained file diffs row by row."""
     return "[" + ", ".join(num(v) for v in values) + "]"
 
 
 def matrix(values: np.ndarray, indent: str = "  ") -> str:
+    """A 2-D array as a multi-line TOML array, one row a line."""
     return "[\n" + "".join(f"{indent}{row(r)},\n" for r in values) + indent[:-2] + "]"
 
 
@@ -223,7 +234,7 @@ def render(data: Data, params: Params, correct: int, examples: np.ndarray, pick:
         'note = """A whole CNN, small enough to follow by hand. The "features" section: four trained 3x3 filters '
         "slide over the 8x8 digit (Conv2d(1, 4, kernel_size=3), no padding) and give four 6x6 feature maps; "
         "ReLU keeps the positive part; 2x2 max pooling (MaxPool2d(2)) keeps the largest value of each 2x2 block, "
-        "4 x 3 x 3. The \"classifier\" section: flatten turns the pooled maps into 36 numbers (channel, row, "
+        "leaving four 3x3 maps. The \"classifier\" section: flatten turns the pooled maps into 36 numbers (channel, row, "
         "column, as torch.flatten), a fully connected layer (Linear(36, 10)) gives one score (logit) per digit "
         "0-9, and softmax turns the scores into probabilities; the largest is the predicted digit. The "
         "cross-entropy loss is -ln(probability of the true digit). Trained with torch on "
@@ -305,7 +316,7 @@ def render(data: Data, params: Params, correct: int, examples: np.ndarray, pick:
 def generate() -> tuple[str, dict[str, Any]]:
     """Train, round, measure and render; returns the spec text and the figures measured."""
     data = load_data()
-    trained, seconds = train(data)
+    trained, seconds, cpu = train(data)
     params = rounded(trained)
     test_x, test_y = data.images[data.test], data.labels[data.test]
     np_pred = numpy_logits(params, test_x).argmax(axis=1)
@@ -318,8 +329,8 @@ def generate() -> tuple[str, dict[str, Any]]:
     before, after = sgd_lowers_loss(params, data.images[examples[pick]], int(data.labels[examples[pick]]))
     if not after < before:
         raise SystemExit(f"one SGD step of lr {SGD_LR} does not lower the picked example's loss ({before} -> {after})")
-    stats = {"seconds": seconds, "correct": correct, "total": len(test_y),
-             "train_correct": int((numpy_logits(params, data.images[data.train]).argmax(1)
+    stats = {"seconds": seconds, "cpu_seconds": cpu, "correct": correct, "total": len(test_y),
+             "train_total": len(data.train), "train_correct": int((numpy_logits(params, data.images[data.train]).argmax(1)
                                    == data.labels[data.train]).sum()),
              "loss_before": before, "loss_after": after}
     return render(data, params, correct, examples, pick), stats
@@ -332,18 +343,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="do not write; exit 1 if the file would change")
     args = ap.parse_args(argv)
     text, stats = generate()
-    print(f"trained in {stats['seconds']:.2f} s; test accuracy {stats['correct']}/{stats['total']} "
-          f"({100 * stats['correct'] / stats['total']:.1f}%), training {stats['train_correct']}; "
+    print(f"trained in {stats['seconds']:.2f} s ({stats['cpu_seconds']:.2f} s of CPU); "
+          f"test accuracy {stats['correct']}/{stats['total']} ({100 * stats['correct'] / stats['total']:.1f}%), "
+          f"training {stats['train_correct']}/{stats['train_total']}; "
           f"picked example's loss {stats['loss_before']:.4f} -> {stats['loss_after']:.4f} after one SGD step",
           file=sys.stderr)
-    old = args.output.read_text(encoding="utf-8") if args.output.exists() else None
+    new = text.encode("utf-8")  # bytes, so that no platform turns the newlines into CRLF
+    old = args.output.read_bytes() if args.output.exists() else None
     if args.check:
-        if old != text:
+        if old != new:
             print(f"{args.output} is out of date: re-run tools/train_tiny_cnn.py", file=sys.stderr)
             return 1
         return 0
-    if old != text:
-        args.output.write_text(text, encoding="utf-8")
+    if old != new:
+        args.output.write_bytes(new)
     return 0
 
 
