@@ -317,12 +317,12 @@ def backward(nodes: Sequence[Node], values: Mapping[str, np.ndarray], loss: str)
             continue
         x, a = values[n.input], n.args
         if n.op == "cross_entropy":
-            t = int(np.asarray(values[n.target]).ravel()[0])
+            t = int(np.asarray(values[str(n.target)]).ravel()[0])
             p = softmax(x).ravel()
             p[t] -= 1.0
             add(n.input, p * float(g.ravel()[0]))
         elif n.op == "mse":
-            d = np.asarray(x, dtype=np.float64) - values[n.target]
+            d = np.asarray(x, dtype=np.float64) - values[str(n.target)]
             add(n.input, 2 * d / (d.size if a.get("reduction", "mean") == "mean" else 1) * float(g.ravel()[0]))
         elif n.op == "softmax":
             p = values[n.name]

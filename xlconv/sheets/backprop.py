@@ -89,7 +89,10 @@ class GradSheet(ConvSheet):
         """Write a block channel by channel (formula(k, i, j)) and remember it as name."""
         values = np.asarray(values, dtype=np.float64).reshape(len(grids), grids[0].height, grids[0].width)
         for k, g in enumerate(grids):
-            self.write_grid(g, role, values[k], lambda i, j, k=k: formula(k, i, j), num_format=num_format)
+            def channel(i: int, j: int, k: int = k) -> str:
+                return formula(k, i, j)
+
+            self.write_grid(g, role, values[k], channel, num_format=num_format)
             if heat:
                 self.heatmap(g, values)
         self.placed[name] = Placed(name, grids, values)
@@ -211,7 +214,7 @@ class GradSheet(ConvSheet):
         if isinstance(op, Linear):
             self._linear(op, gg[0], wants_input)
         elif isinstance(op, Conv):
-            self._conv(op, wants_input)
+            self._conv_grad(op, wants_input)
         elif not wants_input:
             return
         elif isinstance(op, Flatten):
@@ -223,7 +226,7 @@ class GradSheet(ConvSheet):
             self.note(grids[0].top, grids[0].left, "Flattening only moves numbers, so its gradient moves them back: "
                                                    "each cell copies its place in the gradient row.")
         elif isinstance(op, Pool):
-            self._pool(op, gg)
+            self._pool_grad(op, gg)
         elif isinstance(op, Relu):
             self.heading(f"dL/d{op.input} = dL/d{op.name} where {op.name} > 0, else 0 (the ReLU mask)")
             (grids,) = self.band([self.shape_blocks(op.input, f"dL/d{op.input}")])
@@ -279,7 +282,7 @@ class GradSheet(ConvSheet):
             self.note(grids[0].top, grids[0].left, f"Input n fed every logit through column n of the weights, so its "
                                                    f"gradient adds those paths: SUMPRODUCT(column n, dL/dlogits).")
 
-    def _pool(self, op: Pool, gg: list[Grid]) -> None:
+    def _pool_grad(self, op: Pool, gg: list[Grid]) -> None:
         x = self.values[op.input]
         c, h, w = x.shape
         oh, ow = self.values[op.name].shape[1:]
@@ -319,7 +322,7 @@ class GradSheet(ConvSheet):
             self.note(grids[0].top, grids[0].left, "Average pooling gave every cell of a window the same weight "
                                                    "1/n, so each gets the window's gradient / n.")
 
-    def _conv(self, op: Conv, wants_input: bool) -> None:
+    def _conv_grad(self, op: Conv, wants_input: bool) -> None:
         gg = self.placed[f"{op.name}_grad"].grids
         window_src = self.fwd.conv_ctx[op.name][0]
         o, oh, ow = self.values[op.name].shape
@@ -400,8 +403,10 @@ class GradSheet(ConvSheet):
         for n, grids in zip(names, placed):
             new = self.values[n] - float(self.spec.lr) * self.grads[n]
             shaped = new.reshape(len(grids), grids[0].height, grids[0].width)
-            self.put(f"{n}_sgd", grids, shaped, lambda k, i, j, n=n: fx.sgd_step(
-                self.at(n, k, i, j), self.lr_cell, self.placed[f"{n}_grad"].grids[k].cell(i, j)), num_format="0.000")
+            def step(k: int, i: int, j: int, n: str = n) -> str:
+                return fx.sgd_step(self.at(n, k, i, j), self.lr_cell, self.placed[f"{n}_grad"].grids[k].cell(i, j))
+
+            self.put(f"{n}_sgd", grids, shaped, step, num_format="0.000")
             self.book.record(f"{n}_sgd", "output", self.spec.sheet, grids, op="sgd", input=n, grad=f"{n}_grad",
                              lr="lr", label=f"{n} after one SGD step")
             self.after[n] = f"{n}_sgd"
@@ -551,8 +556,8 @@ class GradSheet(ConvSheet):
                             terms.append(f"{self.at(wname, ch, a, bb, absolute=True)}*{self.at(after.input, ch, r, q)}")
             return fx.sum_of(terms + ([b] if b else []))
 
-        info = dict(op="conv", input=after.input, weight=list(after.weight), bias=bias, stride=list(s),
-                    padding=list(p), dilation=list(d))
+        info: dict[str, object] = dict(op="conv", input=after.input, weight=list(after.weight), bias=bias,
+                                       stride=list(s), padding=list(p), dilation=list(d))
         return formula, info
 
 

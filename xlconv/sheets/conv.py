@@ -195,6 +195,16 @@ class ConvSheet:
         self.scaled.append(grid)
         self.colour_scales.append(lambda: style.heatmap(self.ws, grid, values))
 
+    def ink(self, grid: Grid) -> None:
+        """A 0-1 digit drawn as ink on paper, written after every highlight."""
+        self.scaled.append(grid)
+        self.colour_scales.append(lambda: style.ink(self.book, self.ws, grid))
+
+    def place(self, name: str, grids: list[Grid], values: np.ndarray) -> Placed:
+        """Remember a block laid out on the sheet under name (its grids and values)."""
+        self.placed[name] = Placed(name, grids, np.asarray(values, dtype=np.float64))
+        return self.placed[name]
+
     def picture(self, grid: Grid) -> None:
         """A grayscale picture on grid, written after every highlight."""
         self.scaled.append(grid)
@@ -238,10 +248,9 @@ class ConvSheet:
             else:
                 self._relu(op)
         self._finish()
-        if self.mode == "worksheet" and self.spec.wrt:
-            from xlconv.sheets import backprop
 
-            backprop.build_sheet(self)
+    def extra_sheets(self) -> None:
+        """With [examples], the Digits sheet (after the gradients sheet, which backprop writes)."""
         if self.spec.examples is not None:
             digits.write(self.book, self.spec.sheet, self.spec.examples, accuracy(self.spec.note))
 
@@ -310,9 +319,7 @@ class ConvSheet:
                 dsheet = digits.sheet_name(self.spec.sheet)
                 self.write_grid(placed[0], "input", g.values[0],
                                 lambda i, j: digits.picked(lay, dsheet, pick, i, j), num_format="0.00")
-                style_ink = placed[0]
-                self.scaled.append(style_ink)
-                self.colour_scales.append(lambda grid=style_ink: style.ink(self.book, self.ws, grid))
+                self.ink(placed[0])
                 self.placed[g.name] = Placed(g.name, placed, g.values)
                 self.book.record(g.name, "input", self.spec.sheet, placed, label=g.label, source=g.source,
                                  exercise=None, examples=digits.TABLE, pick=digits.PICK)

@@ -14,7 +14,7 @@ from xlconv.model import Flatten, Linear, Loss, Op, Softmax
 from xlconv.sheets import digits, style
 
 if TYPE_CHECKING:
-    from xlconv.sheets.conv import ConvSheet, Placed
+    from xlconv.sheets.conv import ConvSheet
 
 
 def band(sheet: ConvSheet, op: Op) -> None:
@@ -60,7 +60,7 @@ def _flatten(sheet: ConvSheet, op: Flatten) -> None:
     sheet.note(g.top, g.left, f"Flatten: the {c} maps of {op.input} read channel by channel, each row by row "
                               f"(torch.flatten's order), so cell n is channel n // {h * w}, row (n mod {h * w}) // "
                               f"{w}, column n mod {w}. Every cell is =cell of the map it copies.")
-    sheet.placed[op.name] = _placed(sheet, op.name, [g], vals)
+    sheet.place(op.name, [g], vals)
     sheet.book.record(op.name, sheet.output_role, sheet.spec.sheet, [g], op="flatten", input=op.input,
                       label=op.label)
 
@@ -82,14 +82,14 @@ def _linear(sheet: ConvSheet, op: Linear) -> None:
     wg = placed[0][0]
     sheet.write_grid(wg, "kernel", wvals[0], num_format="0.00")
     sheet.heatmap(wg, wvals[0])
-    sheet.placed[op.weight] = _placed(sheet, op.weight, [wg], wvals)
+    sheet.place(op.weight, [wg], wvals)
     sheet.book.record(op.weight, "kernel", sheet.spec.sheet, [wg], label=wlabel,
                       source=sheet.spec.grid(op.weight).source, exercise=None)
     bg = placed[1][0] if bias else None
     if bg is not None and op.bias is not None:
         sheet.write_grid(bg, "bias", np.asarray(op.bias).reshape(out, 1), num_format="0.00")
         sheet.book.record(f"{op.name}_bias", "bias", sheet.spec.sheet, [bg])
-        sheet.placed[f"{op.name}_bias"] = _placed(sheet, f"{op.name}_bias", [bg], np.asarray(op.bias).reshape(1, -1, 1))
+        sheet.place(f"{op.name}_bias", [bg], np.asarray(op.bias).reshape(1, -1, 1))
     g = placed[-1][0]
     x = src.grids[0]
     single_row = len(src.grids) == 1 and x.height == 1
@@ -108,7 +108,7 @@ def _linear(sheet: ConvSheet, op: Linear) -> None:
     sheet.note(g.top, g.left, f"A dense (fully connected) layer, F.linear: output o = SUMPRODUCT(row o of the weights, "
                               f"the {n_in} inputs)" + (" + bias o" if bias else "") + ". Row o of the weights lines up "
                               f"with the input row above it, so each logit sits beside the weights that make it.")
-    sheet.placed[op.name] = _placed(sheet, op.name, [g], vals)
+    sheet.place(op.name, [g], vals)
     sheet.book.record(op.name, sheet.output_role, sheet.spec.sheet, [g], op="linear", input=op.input,
                       weight=op.weight, bias=bias, label=op.label)
 
@@ -146,7 +146,7 @@ def _softmax(sheet: ConvSheet, op: Softmax) -> None:
                                                                                       bold=True, font_size=14),
                                ex.labels[ex.pick])
         sheet.grid_rows.add(tg.top)
-    sheet.placed[op.name] = _placed(sheet, op.name, [g], vals)
+    sheet.place(op.name, [g], vals)
     sheet.book.record(op.name, sheet.output_role, sheet.spec.sheet, [g], op="softmax", input=op.input,
                       label=op.label)
 
@@ -167,14 +167,14 @@ def _loss(sheet: ConvSheet, op: Loss) -> None:
         else:
             sheet.write_grid(tg, "input", np.array([[float(op.target)]]))
         sheet.book.record(f"{op.name}_target", "input", sheet.spec.sheet, [tg], label="target class", **target_info)
-        sheet.placed[f"{op.name}_target"] = _placed(sheet, f"{op.name}_target", [tg], np.array([[[op.target]]]))
+        sheet.place(f"{op.name}_target", [tg], np.array([[[op.target]]]))
         rng = x.ref(absolute=True)
         sheet.write_grid(g, "output", vals[0], lambda i, j: fx.cross_entropy(rng, cells_of(x), index_args(x, f"{tg.cell(0, 0)}+1")),
                          num_format="0.0000", fmt=style.cell(sheet.book, "output", "0.0000", bold=True))
         sheet.note(g.top, g.left, "Cross-entropy = -LN(probability of the target class) = LN(SUM(EXP(scores))) - "
                                   "score of the target; the max is taken out of the EXPs and added back, as torch "
                                   "does, so nothing overflows. It is small when the network is sure and right.")
-        sheet.placed[op.name] = _placed(sheet, op.name, [g], vals)
+        sheet.place(op.name, [g], vals)
         sheet.book.record(op.name, sheet.output_role, sheet.spec.sheet, [g], op="cross_entropy", input=op.input,
                           target=f"{op.name}_target", reduction="mean", label=op.label)
         return
@@ -190,15 +190,9 @@ def _loss(sheet: ConvSheet, op: Loss) -> None:
                      fmt=style.cell(sheet.book, "output", "0.0000", bold=True))
     sheet.note(g.top, g.left, "Mean squared error: the squared differences of output and target, added up"
                               + (f" and divided by the {n} cells (reduction mean)" if divisor != 1 else "") + ".")
-    sheet.placed[op.name] = _placed(sheet, op.name, [g], vals)
+    sheet.place(op.name, [g], vals)
     sheet.book.record(op.name, sheet.output_role, sheet.spec.sheet, [g], op="mse", input=op.input, target=target,
                       reduction=op.reduction, label=op.label)
-
-
-def _placed(sheet: ConvSheet, name: str, grids: list[Grid], values: np.ndarray) -> Placed:
-    from xlconv.sheets.conv import Placed  # conv imports this module: Placed is looked up when first needed
-
-    return Placed(name, grids, np.asarray(values, dtype=np.float64))
 
 
 __all__ = ["band", "vector_at", "index_args", "cells_of"]
