@@ -5,6 +5,7 @@ again with them, so that the loss after the step sits beside the loss before it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Callable, Sequence
 
@@ -115,6 +116,15 @@ class GradSheet(ConvSheet):
         self.ws.write_string(self.row, 1, text, self.book.fmt(bold=True, font_size=12, font_color=style.HEADING_BLUE))
         self.row_points[self.row] = style.OP_TITLE_ROW_POINTS
         self.row += 1
+
+    def band(self, blocks: Sequence[tuple[str, Sequence[str], tuple[int, int]]], start_col: int = 1,
+             label_rows: int = 2) -> list[list[Grid]]:
+        """ConvSheet's band, with each block's label kept inside the printed width (a label wider than its block,
+        "dL/dlogits_bias" over one column, would otherwise print on a page of its own)."""
+        out = super().band(blocks, start_col, label_rows)
+        for (label, _, _), grids in zip(blocks, out):
+            self.max_col = max(self.max_col, grids[0].left + math.ceil(len(label) / 5.5))
+        return out
 
     # -- the sheet -----------------------------------------------------------------------------------------------
 
