@@ -22,9 +22,12 @@ def write_workbook(spec: Spec, path: str | Path) -> Path:
 
             size.build_sheet(book, spec)
         elif isinstance(spec, ConvSheetSpec):
-            from xlconv.sheets import conv
+            from xlconv.sheets import backprop, conv
 
-            conv.build_sheet(book, spec)
+            sheet = conv.build_sheet(book, spec)
+            if spec.wrt:
+                backprop.build_sheet(sheet)
+            sheet.extra_sheets()
         else:  # pragma: no cover - the spec parser only makes the kinds above
             raise TypeError(f"unknown spec kind {type(spec).__name__}")
     return Path(path)

@@ -52,6 +52,11 @@ def quote_sheet(sheet: str) -> str:
     return "'" + sheet.replace("'", "''") + "'"
 
 
+def on_sheet(sheet: str, ref: str) -> str:
+    """A cell or range of another sheet, as a formula names it ('Tiny CNN'!B3:D5)."""
+    return f"{quote_sheet(sheet)}!{ref}"
+
+
 @dataclass(frozen=True)
 class Grid:
     """A rectangle of cells on one sheet, addressed by zero-based offsets inside it."""

@@ -1,8 +1,9 @@
 """Formula builders: pure functions from cell references to formula strings.
 
 Only functions that Excel 2010+, LibreOffice and Google Sheets all share are used:
-SUMPRODUCT, SUM, MAX, MIN, AVERAGE, INT, INDEX, IF, ABS, ROUND, ROW, COLUMN and arithmetic;
-an exercise's self-checks add ISNUMBER (shared by all three too) to tell typed text from numbers.
+SUMPRODUCT, SUM, MAX, MIN, AVERAGE, INT, INDEX, IF, ABS, ROUND, ROW, COLUMN, and for the dense head EXP, LN, MATCH
+and SUMXMY2, and arithmetic; an exercise's self-checks add ISNUMBER (shared by all three too) to tell typed text from
+numbers.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from typing import Sequence
 
 ALLOWED_FUNCTIONS = frozenset(
-    ["SUMPRODUCT", "SUM", "MAX", "MIN", "AVERAGE", "INT", "INDEX", "IF", "ABS", "ROUND", "ROW", "COLUMN"])
+    ["SUMPRODUCT", "SUM", "MAX", "MIN", "AVERAGE", "INT", "INDEX", "IF", "ABS", "ROUND", "ROW", "COLUMN", "EXP", "LN",
+     "MATCH", "SUMXMY2"])
 SELF_CHECK_FUNCTIONS = ALLOWED_FUNCTIONS | {"ISNUMBER"}
 CHECK_RIGHT, CHECK_WRONG, CHECK_NOT_A_NUMBER = "\u2713", "\u2717", "?"
 
@@ -341,3 +343,81 @@ def torch_span_label(tensor: str, channel: str, first_row: str, last_row: str, f
     columns first_col..last_col."""
     return (f'="{tensor}[0, "&{channel}&", "&({first_row}-1)&":"&{last_row}&", "&({first_col}-1)&":"&{last_col}'
             f'&"]"')
+
+
+# -- The dense head (flatten, linear, softmax, losses), its backward pass and one SGD step ----------------------
+
+
+def dot(a: str, b: str, bias: str | None = None) -> str:
+    """SUMPRODUCT of two ranges of the same shape (a row of weights and the input row), plus a bias."""
+    return f"=SUMPRODUCT({a},{b})" + (f"+{bias}" if bias else "")
+
+
+def _exp_sum(block: str, cells: Sequence[str]) -> str:
+    # EXP written out per cell: Gnumeric does not evaluate EXP of a range inside SUMPRODUCT as an array.
+    return "+".join(f"EXP({c}-MAX({block}))" for c in cells)
+
+
+def softmax(cell: str, block: str, cells: Sequence[str]) -> str:
+    """One softmax cell: EXP(x - max) over the sum of EXP(each - max) of the block's cells; subtracting the max
+    keeps EXP finite."""
+    return f"=EXP({cell}-MAX({block}))/({_exp_sum(block, cells)})"
+
+
+def cross_entropy(block: str, cells: Sequence[str], target_at: str) -> str:
+    """F.cross_entropy of logits: log-sum-exp (max subtracted, then added back) minus the target's logit;
+    target_at is the expression of INDEX's position arguments ("t+1,1" or "1,t+1")."""
+    return f"=LN({_exp_sum(block, cells)})+MAX({block})-INDEX({block},{target_at})"
+
+
+def mse(pairs: Sequence[tuple[str, str]], divisor: int) -> str:
+    """F.mse_loss: the squared differences of each (output, target) range pair summed (SUMXMY2), over divisor
+    (1: reduction "sum")."""
+    total_ = "+".join(f"SUMXMY2({y},{t})" for y, t in pairs)
+    return f"=({total_})/{divisor}" if divisor != 1 else f"={total_}"
+
+
+def predicted_class(cells: str) -> str:
+    """The 0-based position of the largest value (the first when several tie), as torch's argmax."""
+    return f"=MATCH(MAX({cells}),{cells},0)-1"
+
+
+def one_hot(index: str, target: str) -> str:
+    """1 where the class index equals the target, else 0."""
+    return f"=IF({index}={target},1,0)"
+
+
+def minus(a: str, b: str) -> str:
+    """a minus b."""
+    return f"={a}-{b}"
+
+
+def mse_grad(y: str, t: str, divisor: int) -> str:
+    """dL/dy of F.mse_loss: 2 (y - t) / n (n = 1 for reduction "sum")."""
+    return f"=2*({y}-{t})/{divisor}"
+
+
+def softmax_grad(p: str, g: str, ps: str, gs: str) -> str:
+    """dL/dx through softmax: p (g - SUMPRODUCT(g, p))."""
+    return f"={p}*({g}-SUMPRODUCT({gs},{ps}))"
+
+
+def relu_grad(out: str, grad: str) -> str:
+    """dL/dx through ReLU: the gradient where the ReLU's output is positive, else 0 (torch's mask)."""
+    return f"=({out}>0)*{grad}"
+
+
+def max_route(x: str, pooled: str, earlier: Sequence[str], grad: str) -> str:
+    """One window's share of dL/dx for one input cell of max pooling (no "="): the window's gradient if the cell is
+    its maximum and no cell before it in row-major window order equals it (torch gives ties to the first)."""
+    return "*".join([f"({x}={pooled})", *(f"({e}<{pooled})" for e in earlier), grad])
+
+
+def sum_of(terms: Sequence[str]) -> str:
+    """Terms added up (0 when there are none)."""
+    return "=" + ("+".join(terms) if terms else "0")
+
+
+def sgd_step(w: str, lr: str, grad: str) -> str:
+    """One step of SGD: w - lr x dL/dw."""
+    return f"={w}-{lr}*{grad}"

@@ -135,7 +135,7 @@ class Key:
             for rec in self.records:
                 if rec.role not in ("padded", "dilated", "output"):
                     continue
-                results = expected_block(rec, cur, None)
+                results = expected_block(rec, cur, None, self.records)
                 for other in results[1:]:
                     if other.shape != results[0].shape or not np.allclose(other, results[0], rtol=1e-12, atol=1e-9):
                         raise VerifyError(f"{rec.name}: NumPy and torch disagree on the right answers")

@@ -117,7 +117,67 @@ class Relu:
     kind = "relu"
 
 
-Op: TypeAlias = Union[Conv, ConvTranspose, Pool, Relu]
+@dataclass(frozen=True)
+class Flatten:
+    """torch.flatten of a (C, H, W) map into a row, in channel, row, column order."""
+
+    name: str
+    label: str
+    input: str
+    where: str = field(default="", compare=False)
+    kind = "flatten"
+
+
+@dataclass(frozen=True)
+class Linear:
+    """F.linear: weight is a grid of out x in numbers (torch's layout); the output is a column of out cells."""
+
+    name: str
+    label: str
+    input: str
+    weight: str
+    bias: tuple[float, ...] | None
+    where: str = field(default="", compare=False)
+    kind = "linear"
+
+
+@dataclass(frozen=True)
+class Softmax:
+    """Softmax over every cell of its input (the max subtracted first)."""
+
+    name: str
+    label: str
+    input: str
+    where: str = field(default="", compare=False)
+    kind = "softmax"
+
+
+@dataclass(frozen=True)
+class Loss:
+    """F.cross_entropy (input: logits, target: a class index) or F.mse_loss (target: a grid name)."""
+
+    name: str
+    label: str
+    input: str
+    loss: str  # "cross_entropy" | "mse" (the spec's kind)
+    target: int | str
+    reduction: str = "mean"
+    where: str = field(default="", compare=False)
+    kind = "loss"
+
+
+Op: TypeAlias = Union[Conv, ConvTranspose, Pool, Relu, Flatten, Linear, Softmax, Loss]
+DENSE = (Flatten, Linear, Softmax, Loss)  # the ops that read a map or vector as a whole
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Shipped examples a student picks from: each a value of grid, with its true class; pick is shown first."""
+
+    grid: str
+    labels: tuple[int, ...]
+    values: np.ndarray  # (N, H, W): one channel per example
+    pick: int
 
 
 @dataclass(frozen=True)
@@ -132,6 +192,9 @@ class ConvSheetSpec:
     grids: tuple[GridSpec, ...]
     ops: tuple[Op, ...]
     exercise_note: str = ""  # [exercise] note: replaces note on exercise (student and key) sheets
+    wrt: tuple[str, ...] = ()  # [gradients] wrt: the grids whose gradients the workbook draws
+    lr: float | None = None  # [sgd] lr: one SGD step on them, and the loss after it
+    examples: Examples | None = None  # [examples]: digits to pick from
     kind = "conv"
 
     def grid(self, name: str) -> GridSpec:
@@ -228,8 +291,14 @@ def _shapes(spec: ConvSheetSpec) -> dict[str, Shape]:
 def op_shape(op: Op, in_shape: Shape, spec: ConvSheetSpec) -> Shape:
     """Output (C, H, W) of op on an input of in_shape."""
     c, h, w = in_shape
-    if isinstance(op, Relu):
+    if isinstance(op, (Relu, Softmax)):
         return in_shape
+    if isinstance(op, Flatten):
+        return (1, 1, c * h * w)
+    if isinstance(op, Linear):
+        return (1, int(spec.grid(op.weight).values.shape[1]), 1)
+    if isinstance(op, Loss):
+        return (1, 1, 1)
     if isinstance(op, Conv):
         kh, kw = spec.grid(op.weight[0]).values.shape[1:]
         return (len(op.weight),
@@ -252,6 +321,7 @@ def check_shapes(spec: ConvSheetSpec) -> None:
 
     shapes: dict[str, Shape] = {g.name: _shape3(g.values) for g in spec.grids}
     kernels = {w for op in spec.ops if isinstance(op, (Conv, ConvTranspose)) for w in op.weight}
+    kernels |= {op.weight for op in spec.ops if isinstance(op, Linear)}
     for op in spec.ops:
         where = _where(spec, op)
         check_name(op.name, f"{spec.path}: {where}.name")
@@ -262,6 +332,10 @@ def check_shapes(spec: ConvSheetSpec) -> None:
         if op.input in kernels and op.input in {g.name for g in spec.grids}:
             fail(f"{where}.input", f"{op.input!r} is used as a kernel; give the input its own grid")
         c, h, w = shapes[op.input]
+        if isinstance(op, DENSE):
+            _check_dense(spec, op, shapes, fail, where)
+            shapes[op.name] = op_shape(op, shapes[op.input], spec)
+            continue
         _check_extent(op, h, w, fail, where)
         if isinstance(op, (Conv, ConvTranspose)):
             for wname in op.weight:
@@ -304,7 +378,125 @@ def check_shapes(spec: ConvSheetSpec) -> None:
                         fail(f"{where}.dilation", f"puts output {('row', 'column')[axis]} {i} entirely in the padding "
                                                   f"(torch would give -inf there)")
         shapes[op.name] = op_shape(op, shapes[op.input], spec)
+    _check_training(spec, shapes, fail)
     check_values(spec)
+
+
+def _check_dense(spec: ConvSheetSpec, op: Op, shapes: dict[str, Shape], fail: Callable[[str, str], NoReturn],
+                 where: str) -> None:
+    """torch's rules for flatten, linear, softmax and the losses."""
+    n_in = int(np.prod(shapes[op.input]))
+    grids = {g.name for g in spec.grids}
+    if isinstance(op, Linear):
+        if op.weight not in grids:
+            fail(f"{where}.weight", f"{op.weight!r} is not a grid")
+        wc, out, inn = _shape3(spec.grid(op.weight).values)
+        if wc != 1:
+            fail(f"{where}.weight", f"must be a 2-D grid of out x in numbers (F.linear's layout), got {wc} channels")
+        if inn != n_in:
+            fail(f"{where}.weight", f"has {inn} columns (in_features) but the input {op.input!r} has {n_in} numbers "
+                                    f"(F.linear: mat1 and mat2 shapes cannot be multiplied)")
+        if op.bias is not None and len(op.bias) != out:
+            fail(f"{where}.bias", f"must be one number per row of the weight ({out}), got {len(op.bias)}")
+    elif isinstance(op, Loss):
+        if op.loss == "cross_entropy":
+            if not isinstance(op.target, int) or not 0 <= op.target < n_in:
+                fail(f"{where}.target", f"must be a class index from 0 to {n_in - 1} (the input {op.input!r} has "
+                                        f"{n_in} logits), got {op.target!r}")
+        else:
+            if not isinstance(op.target, str) or op.target not in grids:
+                fail(f"{where}.target", f"must be the name of a grid, got {op.target!r}")
+            if shapes[op.target] != shapes[op.input]:
+                fail(f"{where}.target", f"is {list(shapes[op.target])} but the input {op.input!r} is "
+                                        f"{list(shapes[op.input])} (torch would broadcast; give the same shape)")
+    if isinstance(op, (Linear, Softmax, Flatten)) and n_in > MAX_SIDE:
+        fail(f"{where}.input", f"has {n_in:,} numbers, more than a sheet's row can show")
+
+
+def _check_training(spec: ConvSheetSpec, shapes: dict[str, Shape], fail: Callable[[str, str], NoReturn]) -> None:
+    """[gradients], [sgd] and [examples]: names that exist, a loss to differentiate, ops with a backward pass."""
+    grids = {g.name for g in spec.grids}
+    losses = [op for op in spec.ops if isinstance(op, Loss)]
+    if spec.wrt:
+        if len(losses) != 1:
+            fail("gradients.wrt", f"needs exactly one [[loss]] to differentiate, got {len(losses)}")
+        path = {n.name for n in ref.ancestors(nodes(spec), losses[0].name)}
+        reads = {x for n in ref.ancestors(nodes(spec), losses[0].name) for x in n.reads()}
+        for k, name in enumerate(spec.wrt):
+            if name not in grids:
+                fail(f"gradients.wrt[{k}]", f"{name!r} is not a grid")
+            if name not in reads:
+                fail(f"gradients.wrt[{k}]", f"{name!r} does not reach the loss {losses[0].name!r}")
+        for op in spec.ops:
+            if op.name in path and isinstance(op, ConvTranspose):
+                fail(f"{_where(spec, op)}", "has no drawn backward pass (conv_transpose); leave it off the loss's path")
+        if len(set(spec.wrt)) != len(spec.wrt):
+            fail("gradients.wrt", "names a grid twice")
+    if spec.lr is not None and not spec.wrt:
+        fail("sgd", "needs [gradients] wrt = [...]: the step moves those grids")
+    ex = spec.examples
+    if ex is not None:
+        if ex.grid not in grids:
+            fail("examples.grid", f"{ex.grid!r} is not a grid")
+        shape = shapes[ex.grid]
+        if shape[0] != 1 or ex.values.shape[1:] != shape[1:]:
+            fail("examples.values", f"each example must be {shape[1]} x {shape[2]} like the grid {ex.grid!r}, got "
+                                    f"{ex.values.shape[1]} x {ex.values.shape[2]}")
+        if len(ex.labels) != ex.values.shape[0]:
+            fail("examples.labels", f"must be one class per example ({ex.values.shape[0]}), got {len(ex.labels)}")
+        if not 0 <= ex.pick < len(ex.labels):
+            fail("examples.pick", f"must be from 0 to {len(ex.labels) - 1}, got {ex.pick}")
+        if not np.allclose(ex.values[ex.pick], spec.grid(ex.grid).values[0], atol=1e-9):
+            fail(f"grids.{ex.grid}.values", f"must equal examples.values[{ex.pick}] (the picked example, "
+                                            f"examples.pick = {ex.pick})")
+        for op in losses:
+            if op.loss == "cross_entropy" and op.target != ex.labels[ex.pick]:
+                fail(f"{_where(spec, op)}.target", f"is {op.target} but the picked example's label is "
+                                                   f"{ex.labels[ex.pick]} (examples.labels[{ex.pick}]): the sheet's "
+                                                   f"target follows the pick")
+
+
+def nodes(spec: ConvSheetSpec) -> list[ref.Node]:
+    """The spec's ops as the backward pass's graph: biases are the values "<op>_bias", a cross-entropy's class
+    index the value "<loss>_target" (see graph_values)."""
+    out = []
+    for op in spec.ops:
+        if isinstance(op, Conv):
+            out.append(ref.Node(op.name, "conv", op.input, op.weight, f"{op.name}_bias" if op.bias else None,
+                                args=dict(stride=op.stride, padding=op.padding, dilation=op.dilation)))
+        elif isinstance(op, Pool):
+            out.append(ref.Node(op.name, f"{op.mode}_pool", op.input, args=dict(
+                kernel_size=op.kernel_size, stride=op.stride, padding=op.padding, dilation=op.dilation,
+                ceil_mode=op.ceil_mode, count_include_pad=op.count_include_pad)))
+        elif isinstance(op, Linear):
+            out.append(ref.Node(op.name, "linear", op.input, (op.weight,), f"{op.name}_bias" if op.bias else None))
+        elif isinstance(op, Loss):
+            target = f"{op.name}_target" if op.loss == "cross_entropy" else str(op.target)
+            out.append(ref.Node(op.name, op.loss, op.input, target=target, args=dict(reduction=op.reduction)))
+        elif isinstance(op, (Relu, Flatten, Softmax)):
+            out.append(ref.Node(op.name, op.kind, op.input))
+        else:
+            out.append(ref.Node(op.name, op.kind, op.input, op.weight))
+    return out
+
+
+def graph_values(spec: ConvSheetSpec, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """values plus the biases ((O, 1, 1) for a conv, a (1, out, 1) column for a linear) and the targets of nodes()."""
+    out = dict(values)
+    for op in spec.ops:
+        if isinstance(op, Conv) and op.bias is not None:
+            out[f"{op.name}_bias"] = np.asarray(op.bias, dtype=np.float64)[:, None, None]
+        elif isinstance(op, Linear) and op.bias is not None:
+            out[f"{op.name}_bias"] = np.asarray(op.bias, dtype=np.float64).reshape(1, -1, 1)
+        elif isinstance(op, Loss) and op.loss == "cross_entropy":
+            out[f"{op.name}_target"] = np.array([[[float(op.target)]]])
+    return out
+
+
+def gradients(spec: ConvSheetSpec, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """dL/dv of every value on the loss's path (NumPy), from the forward values."""
+    loss = next(op for op in spec.ops if isinstance(op, Loss))
+    return ref.backward(nodes(spec), graph_values(spec, values), loss.name)
 
 
 # A sheet has 16,384 columns; no padded input, dilated window or stride may reach past that, and no block
@@ -341,7 +533,7 @@ def torch_pair(p: Pair) -> str:
 
 def _check_extent(op: Op, h: int, w: int, fail: Callable[[str, str], NoReturn], where: str) -> None:
     """Refuse padding, strides and windows so large that the padded input alone would not fit a sheet."""
-    if isinstance(op, Relu):
+    if isinstance(op, (Relu, *DENSE)):
         return
     for key, pair in (("stride", op.stride), ("padding", op.padding), ("dilation", op.dilation)):
         if max(pair) > MAX_SIDE:
@@ -386,9 +578,21 @@ def apply(op: Op, values: dict[str, np.ndarray]) -> np.ndarray:
         if op.mode == "max":
             return ref.max_pool2d(x, op.kernel_size, op.stride, op.padding, op.dilation, op.ceil_mode)
         return ref.avg_pool2d(x, op.kernel_size, op.stride, op.padding, op.ceil_mode, op.count_include_pad)
+    if isinstance(op, Flatten):
+        return ref.flatten(x)
+    if isinstance(op, Linear):
+        b = None if op.bias is None else np.asarray(op.bias)
+        return ref.linear(x, values[op.weight], b)
+    if isinstance(op, Softmax):
+        return ref.softmax(x)
+    if isinstance(op, Loss):
+        if op.loss == "cross_entropy":
+            return ref.cross_entropy(x, int(op.target))
+        return ref.mse_loss(x, values[str(op.target)], op.reduction)
     return ref.relu(x)
 
 
 __all__ = ["Pair", "Shape", "GridSpec", "Conv", "ConvTranspose", "Pool", "Relu", "Op", "ConvSheetSpec", "SizeRow",
-           "SizeSheetSpec", "AlexNetSpec", "Spec", "NORMALIZE", "check_name", "dependency_order", "shape_of", "op_shape",
+           "SizeSheetSpec", "AlexNetSpec", "Spec", "Flatten", "Linear", "Softmax", "Loss", "Examples", "DENSE", "nodes",
+           "graph_values", "gradients", "NORMALIZE", "check_name", "dependency_order", "shape_of", "op_shape",
            "check_shapes", "compute", "apply"]

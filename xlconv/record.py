@@ -221,7 +221,58 @@ class ReluParams:
     input: str
 
 
-OpParams = Union[ConvParams, ConvTransposeParams, PoolParams, ReluParams]
+@dataclass(frozen=True)
+class FlattenParams:
+    """An output block computed by torch.flatten (a row, channel by row by column)."""
+
+    input: str
+
+
+@dataclass(frozen=True)
+class LinearParams:
+    """An output block computed by F.linear (weight: out x in; the output a column)."""
+
+    input: str
+    weight: str
+    bias: str | None
+
+
+@dataclass(frozen=True)
+class SoftmaxParams:
+    """An output block computed by F.softmax over every cell."""
+
+    input: str
+
+
+@dataclass(frozen=True)
+class LossParams:
+    """A loss cell: F.cross_entropy (target: a one-cell block holding the class index) or F.mse_loss."""
+
+    kind: str  # "cross_entropy" | "mse"
+    input: str
+    target: str
+    reduction: str
+
+
+@dataclass(frozen=True)
+class GradParams:
+    """A gradient block: dL/d(of), L the loss block, by torch.autograd."""
+
+    of: str
+    loss: str
+
+
+@dataclass(frozen=True)
+class SgdParams:
+    """One SGD step: input - lr x grad (lr a one-cell block, grad the gradient block)."""
+
+    input: str
+    grad: str
+    lr: str
+
+
+OpParams = Union[ConvParams, ConvTransposeParams, PoolParams, ReluParams, FlattenParams, LinearParams, SoftmaxParams,
+                 LossParams, GradParams, SgdParams]
 
 
 def conv_info(p: ConvParams, **extra: Any) -> dict[str, Any]:
@@ -301,6 +352,21 @@ def op_params(block: Block, where: str = "") -> OpParams:
                           f.pair("padding", 0), f.pair("dilation", 1), f.flag("ceil_mode"), f.flag("count_include_pad"))
     if op == "relu":
         return ReluParams(f.text("input"))
+    if op == "flatten":
+        return FlattenParams(f.text("input"))
+    if op == "linear":
+        return LinearParams(f.text("input"), f.text("weight"), f.text("bias", optional=True))
+    if op == "softmax":
+        return SoftmaxParams(f.text("input"))
+    if op in ("cross_entropy", "mse"):
+        reduction = f.text("reduction")
+        if reduction not in ("mean", "sum"):
+            raise f.fail("reduction", f'must be "mean" or "sum", got {_show(reduction)}')
+        return LossParams(op, f.text("input"), f.text("target"), reduction)
+    if op == "grad":
+        return GradParams(f.text("of"), f.text("loss"))
+    if op == "sgd":
+        return SgdParams(f.text("input"), f.text("grad"), f.text("lr"))
     raise f.fail("op", f"is not an op xlconv records, got {_show(op)}")
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, TypeAlias
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -165,6 +166,197 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(np.asarray(x, dtype=np.float64), 0.0)
 
 
+# -- The dense head: flatten, linear, softmax and the losses (vectors are (1, 1, N) rows, a linear's output a
+# (1, N, 1) column, so that each logit sits beside its row of weights and both backward products are SUMPRODUCTs).
+
+
+def flatten(x: np.ndarray) -> np.ndarray:
+    """torch.flatten of a (C, H, W) map in channel, row, column order, as a (1, 1, N) row."""
+    return np.asarray(x, dtype=np.float64).reshape(1, 1, -1)
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: ArrayLike | None = None) -> np.ndarray:
+    """F.linear of the vector x (any shape, read in C, H, W order) with weight (out, in), as a (1, out, 1) column."""
+    y = np.asarray(weight, dtype=np.float64).reshape(-1, np.asarray(x).size) @ np.asarray(x, dtype=np.float64).ravel()
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=np.float64).ravel()
+    return y.reshape(1, -1, 1)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over every entry (the max subtracted first, as torch does), in x's shape."""
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def cross_entropy(x: np.ndarray, target: int) -> np.ndarray:
+    """F.cross_entropy of one row of logits and a class index: log-sum-exp (max subtracted) minus the target's
+    logit, as (1, 1, 1)."""
+    v = np.asarray(x, dtype=np.float64).ravel()
+    m = v.max()
+    return np.array([[[np.log(np.exp(v - m).sum()) + m - v[int(target)]]]])
+
+
+def mse_loss(y: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
+    """F.mse_loss with reduction "mean" or "sum", as (1, 1, 1)."""
+    d = np.asarray(y, dtype=np.float64) - np.asarray(target, dtype=np.float64)
+    s = float((d * d).sum())
+    return np.array([[[s / d.size if reduction == "mean" else s]]])
+
+
+# -- The backward pass, op by op (torch's rules), and through a whole graph of nodes -------------------------------
+
+
+def max_pool2d_backward(x: np.ndarray, grad: np.ndarray, kernel_size: int | Pair, stride: int | Pair | None = None,
+                        padding: int | Pair = 0, dilation: int | Pair = 1, ceil_mode: bool = False) -> np.ndarray:
+    """dL/dx of max pooling: each window's gradient goes to its maximum, the FIRST one in row-major window order
+    when several tie (torch's rule); overlapping windows add up."""
+    x = np.asarray(x, dtype=np.float64)
+    k, s, p, d = pair(kernel_size), pair(stride if stride else kernel_size), pair(padding), pair(dilation)
+    _, h, w = x.shape
+    out = np.zeros_like(x)
+    for i in range(grad.shape[1]):
+        rows, _ = pool_bounds(i, h, k[0], s[0], p[0], d[0])
+        for j in range(grad.shape[2]):
+            cols, _ = pool_bounds(j, w, k[1], s[1], p[1], d[1])
+            for c in range(x.shape[0]):
+                taps = [(r, q) for r in rows for q in cols]
+                vals = [x[c, r, q] for r, q in taps]
+                r, q = taps[int(np.argmax(vals))]  # argmax returns the first of equal maxima
+                out[c, r, q] += grad[c, i, j]
+    return out
+
+
+def avg_pool2d_backward(x: np.ndarray, grad: np.ndarray, kernel_size: int | Pair, stride: int | Pair | None = None,
+                        padding: int | Pair = 0, ceil_mode: bool = False, count_include_pad: bool = True) -> np.ndarray:
+    """dL/dx of average pooling: each window's gradient shared by its taps, divided as the forward pass divides."""
+    x = np.asarray(x, dtype=np.float64)
+    k, s, p = pair(kernel_size), pair(stride if stride else kernel_size), pair(padding)
+    _, h, w = x.shape
+    out = np.zeros_like(x)
+    for i in range(grad.shape[1]):
+        rows, nh = pool_bounds(i, h, k[0], s[0], p[0])
+        for j in range(grad.shape[2]):
+            cols, nw = pool_bounds(j, w, k[1], s[1], p[1])
+            n = nh * nw if count_include_pad else len(rows) * len(cols)
+            for r in rows:
+                for q in cols:
+                    out[:, r, q] += grad[:, i, j] / n
+    return out
+
+
+def conv2d_backward(x: np.ndarray, weight: np.ndarray, grad: np.ndarray, stride: int | Pair = 1,
+                    padding: int | Pair = 0, dilation: int | Pair = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dL/dx, dL/dweight, dL/dbias) of a convolution: the weight's gradient is the correlation of the (padded)
+    input with dL/dY, the input's the full convolution of dL/dY with the flipped kernel, the bias's the sums."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
+    xp = pad(x, (ph, pw))
+    dxp = np.zeros_like(xp)
+    dwt = np.zeros_like(w)
+    _, kh, kw = w.shape[1:]
+    for a in range(kh):
+        for b in range(kw):
+            rows = slice(a * dh, a * dh + sh * (grad.shape[1] - 1) + 1, sh)
+            cols = slice(b * dw, b * dw + sw * (grad.shape[2] - 1) + 1, sw)
+            dwt[:, :, a, b] = np.einsum("ohw,chw->oc", grad, xp[:, rows, cols])
+            dxp[:, rows, cols] += np.einsum("ohw,oc->chw", grad, w[:, :, a, b])
+    return dxp[:, ph:ph + x.shape[1], pw:pw + x.shape[2]], dwt, grad.sum(axis=(1, 2))
+
+
+@dataclass
+class Node:
+    """One op of a graph, as the backward pass needs it: its name, what it computes and which values it reads.
+
+    op: conv, max_pool, avg_pool, relu, flatten, linear, softmax, cross_entropy or mse; weight, bias and target
+    name other values of the graph; args holds the op's torch arguments (stride, padding, ..., reduction)."""
+
+    name: str
+    op: str
+    input: str
+    weight: tuple[str, ...] = ()
+    bias: str | None = None
+    target: str | None = None
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def reads(self) -> list[str]:
+        """The names of every value the op reads."""
+        return [self.input, *self.weight, *([self.bias] if self.bias else []), *([self.target] if self.target else [])]
+
+
+BACKWARD_OPS = ("conv", "max_pool", "avg_pool", "relu", "flatten", "linear", "softmax", "cross_entropy", "mse")
+
+
+def ancestors(nodes: Sequence[Node], name: str) -> list[Node]:
+    """The nodes that name's value depends on (itself included), in graph order."""
+    by_name = {n.name: n for n in nodes}
+    wanted, todo = set(), [name]
+    while todo:
+        cur = todo.pop()
+        if cur in by_name and cur not in wanted:
+            wanted.add(cur)
+            todo.extend(by_name[cur].reads())
+    return [n for n in nodes if n.name in wanted]
+
+
+def backward(nodes: Sequence[Node], values: Mapping[str, np.ndarray], loss: str) -> dict[str, np.ndarray]:
+    """dL/dv for every value v the loss depends on (inputs, weights, biases and every op's output), by the chain rule
+    op by op from the loss back; values holds every value of the forward pass. A target gets no gradient."""
+    path = ancestors(nodes, loss)
+    grads: dict[str, np.ndarray] = {loss: np.ones_like(values[loss])}
+
+    def add(name: str, g: np.ndarray) -> None:
+        g = np.asarray(g, dtype=np.float64).reshape(np.shape(values[name]))
+        grads[name] = grads[name] + g if name in grads else g
+
+    for n in reversed(path):
+        g = grads.get(n.name)
+        if g is None:
+            continue
+        x, a = values[n.input], n.args
+        if n.op == "cross_entropy":
+            t = int(np.asarray(values[str(n.target)]).ravel()[0])
+            p = softmax(x).ravel()
+            p[t] -= 1.0
+            add(n.input, p * float(g.ravel()[0]))
+        elif n.op == "mse":
+            d = np.asarray(x, dtype=np.float64) - values[str(n.target)]
+            add(n.input, 2 * d / (d.size if a.get("reduction", "mean") == "mean" else 1) * float(g.ravel()[0]))
+        elif n.op == "softmax":
+            p = values[n.name]
+            add(n.input, p * (g - (g * p).sum()))
+        elif n.op == "linear":
+            wmat = np.asarray(values[n.weight[0]], dtype=np.float64).reshape(-1, np.size(x))
+            gv = g.ravel()
+            add(n.input, wmat.T @ gv)
+            add(n.weight[0], np.outer(gv, np.ravel(x)))
+            if n.bias:
+                add(n.bias, gv)
+        elif n.op == "flatten":
+            add(n.input, g)
+        elif n.op == "relu":
+            add(n.input, g * (values[n.name] > 0))  # torch passes the gradient where the output is positive
+        elif n.op == "max_pool":
+            add(n.input, max_pool2d_backward(x, g, a["kernel_size"], a["stride"], a["padding"], a["dilation"],
+                                             a["ceil_mode"]))
+        elif n.op == "avg_pool":
+            add(n.input, avg_pool2d_backward(x, g, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
+                                             a["count_include_pad"]))
+        elif n.op == "conv":
+            w = np.stack([values[k] for k in n.weight])
+            dx, dw, db = conv2d_backward(x, w, g, a["stride"], a["padding"], a["dilation"])
+            add(n.input, dx)
+            for k, wname in enumerate(n.weight):
+                add(wname, dw[k])
+            if n.bias:
+                add(n.bias, db)
+        else:
+            raise ValueError(f"{n.name}: no backward pass for op {n.op!r}")
+    return grads
+
+
 def normalize(raw: ArrayLike, mean: ArrayLike, std: ArrayLike) -> np.ndarray:
     """ToTensor() then Normalize(mean, std) of (C, H, W) 0-255 pixels: (x/255 - mean)/std per channel."""
     raw = np.asarray(raw, dtype=np.float64)
@@ -187,4 +379,6 @@ def is_integral(a: np.ndarray) -> bool:
 
 __all__ = ["pair", "out_size", "pad", "dilate_kernel", "conv2d", "conv_transpose_out_size", "conv_transpose2d",
            "spread_border", "spread", "flip_kernel", "pool_bounds", "max_pool2d",
-           "avg_pool2d", "relu", "normalize", "lecture_out_size", "is_integral"]
+           "avg_pool2d", "relu", "normalize", "lecture_out_size", "is_integral", "flatten", "linear", "softmax",
+           "cross_entropy", "mse_loss", "max_pool2d_backward", "avg_pool2d_backward", "conv2d_backward", "Node",
+           "BACKWARD_OPS", "ancestors", "backward"]

@@ -26,12 +26,17 @@ from xlconv.model import (
     Conv,
     ConvSheetSpec,
     ConvTranspose,
+    Examples,
+    Flatten,
     GridSpec,
+    Linear,
+    Loss,
     Op,
     Pair,
     Pool,
     Relu,
     SizeRow,
+    Softmax,
     SizeSheetSpec,
     Spec,
     check_name,
@@ -154,8 +159,9 @@ def loads(text: str, path: str = "<spec>", base: Path | None = None) -> Spec:
     grids = tuple(_grid(path, gname, g, base or Path(".")) for gname, g in grids_doc.items())
     ops = dependency_order(_ops(top, path), [g.name for g in grids])
     exercise_note = _exercise_note(path, top)
+    wrt, lr, examples = _training(path, top)
     top.done()
-    spec = ConvSheetSpec(path, name, title, sheet, note, grids, ops, exercise_note)
+    spec = ConvSheetSpec(path, name, title, sheet, note, grids, ops, exercise_note, wrt, lr, examples)
     check_shapes(spec)
     return spec
 
@@ -168,6 +174,45 @@ def _exercise_note(path: str, top: _Fields) -> str:
     note = ex.text("note", "")
     ex.done()
     return note
+
+
+MAX_EXAMPLES = 200  # shipped digits a student picks from: a list, not a data set
+
+
+def _training(path: str, top: _Fields) -> tuple[tuple[str, ...], float | None, Examples | None]:
+    """The optional [gradients] wrt, [sgd] lr and [examples] tables."""
+    wrt: tuple[str, ...] = ()
+    if top.has("gradients"):
+        g = _Fields(path, "gradients", top.raw("gradients"))
+        names = g.raw("wrt")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            g.fail("wrt", f"must be a non-empty list of grid names, got {_show(names)}")
+        wrt = tuple(names)
+        g.done()
+    lr = None
+    if top.has("sgd"):
+        f = _Fields(path, "sgd", top.raw("sgd"))
+        v = f.raw("lr")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 1e6:
+            f.fail("lr", f"must be a positive number, got {_show(v)}")
+        lr = float(v)
+        f.done()
+    examples = None
+    if top.has("examples"):
+        f = _Fields(path, "examples", top.raw("examples"))
+        grid = f.text("grid")
+        labels = f.raw("labels")
+        if (not isinstance(labels, list) or not labels or len(labels) > MAX_EXAMPLES
+                or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in labels)):
+            f.fail("labels", f"must be a list of 1 to {MAX_EXAMPLES} class indices (integers >= 0), got "
+                             f"{_show(labels)}")
+        raw = f.raw("values")
+        if not isinstance(raw, list) or len(raw) != len(labels):
+            f.fail("values", f"must be a list of one grid per label ({len(labels)}), got {_show(raw)}")
+        values = _numeric(f, "values", raw)
+        examples = Examples(grid, tuple(labels), values, f.integer("pick", 0))
+        f.done()
+    return wrt, lr, examples
 
 
 def _alexnet(top: _Fields, path: str, name: str, title: str, base: Path) -> AlexNetSpec:
@@ -412,7 +457,8 @@ def _photo(f: _Fields, base: Path) -> tuple[np.ndarray, str]:
         (f", resized to {size[0]}x{size[1]}" if size else "")
 
 
-_OP_KEYS = ("conv", "conv_transpose", "relu", "pool")
+_OP_KEYS = ("conv", "conv_transpose", "relu", "pool", "flatten", "linear", "softmax", "loss")
+LOSS_KINDS = ("cross_entropy", "mse")
 
 
 def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
@@ -447,6 +493,36 @@ def _ops(top: _Fields, path: str) -> tuple[Op, ...]:
                     kernel_size = f.pair("kernel_size", None, minimum=1) if f.has("kernel_size") else None
                     op = Conv(name, label, inp, weight, bias, f.pair("stride", 1, minimum=1),
                               f.pair("padding", 0), f.pair("dilation", 1, minimum=1), kernel_size)
+            elif kind == "linear":
+                weight_name = f.text("weight")
+                bias = f.raw("bias", None)
+                if bias is not None:
+                    if not isinstance(bias, list) or any(
+                            isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b)
+                            or abs(b) > MAX_VALUE for b in bias):
+                        f.fail("bias", f"must be a list of numbers, one per output, got {_show(bias)}")
+                    bias = tuple(float(b) for b in bias)
+                op = Linear(name, label, inp, weight_name, bias)
+            elif kind == "loss":
+                loss_kind = f.text("kind")
+                if loss_kind not in LOSS_KINDS:
+                    f.fail("kind", f'must be "cross_entropy" or "mse", got {_show(loss_kind)}')
+                target = f.raw("target")
+                if loss_kind == "cross_entropy":
+                    if isinstance(target, bool) or not isinstance(target, int):
+                        f.fail("target", f"must be a class index (an integer) for cross_entropy, got {_show(target)}")
+                    reduction = "mean"
+                else:
+                    if not isinstance(target, str):
+                        f.fail("target", f"must be a grid name for mse, got {_show(target)}")
+                    reduction = f.text("reduction", "mean")
+                    if reduction not in ("mean", "sum"):
+                        f.fail("reduction", f'must be "mean" or "sum", got {_show(reduction)}')
+                op = Loss(name, label, inp, loss_kind, target, reduction)
+            elif kind == "flatten":
+                op = Flatten(name, label, inp)
+            elif kind == "softmax":
+                op = Softmax(name, label, inp)
             elif kind == "pool":
                 mode = f.text("mode", "max")
                 if mode not in ("max", "avg"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 if TYPE_CHECKING:  # annotations only: the oracle imports nothing of the NumPy reference it checks
     import torch
 
-    from xlconv.reference import Pair
+    from xlconv.reference import Node, Pair
 
 
 def _t(a: ArrayLike) -> torch.Tensor:
@@ -97,3 +97,88 @@ def conv_transpose_out_size(h_in: int, kernel_size: int, stride: int = 1, paddin
     y = F.conv_transpose2d(x, w, stride=(stride, 1), padding=(padding, 0), output_padding=(output_padding, 0),
                            dilation=(dilation, 1))
     return int(y.shape[2])
+
+
+def linear(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None) -> np.ndarray:
+    """F.linear of the vector x (read in C, H, W order) with weight (out, in), as a (1, out, 1) column, in float64."""
+    import torch.nn.functional as F
+
+    xv = _t(x).reshape(-1)
+    b = None if bias is None else _t(bias).reshape(-1)
+    return F.linear(xv, _t(weight).reshape(-1, xv.numel()), b).reshape(1, -1, 1).numpy()
+
+
+def softmax(x: ArrayLike) -> np.ndarray:
+    """F.softmax over every entry, in x's shape, in float64."""
+    import torch.nn.functional as F
+
+    t = _t(x)
+    return F.softmax(t.reshape(-1), dim=0).reshape(t.shape).numpy()
+
+
+def cross_entropy(x: ArrayLike, target: int) -> np.ndarray:
+    """F.cross_entropy of one row of logits and a class index, as (1, 1, 1), in float64."""
+    import torch
+    import torch.nn.functional as F
+
+    return F.cross_entropy(_t(x).reshape(1, -1), torch.tensor([int(target)])).reshape(1, 1, 1).numpy()
+
+
+def mse_loss(y: ArrayLike, target: ArrayLike, reduction: str = "mean") -> np.ndarray:
+    """F.mse_loss with reduction "mean" or "sum", as (1, 1, 1), in float64."""
+    import torch.nn.functional as F
+
+    return F.mse_loss(_t(y), _t(target), reduction=reduction).reshape(1, 1, 1).numpy()
+
+
+def autograd(nodes: Sequence[Node], roots: Mapping[str, ArrayLike], loss: str) -> dict[str, np.ndarray]:
+    """dL/dv by torch.autograd: the graph's forward pass in torch from its root values (inputs, weights, biases,
+    targets), loss.backward(), then .grad of every root and of every op output (retain_grad)."""
+    import torch
+    import torch.nn.functional as F
+
+    t: dict[str, torch.Tensor] = {}
+    for name, v in roots.items():
+        t[name] = _t(v).clone().requires_grad_(True)
+    for n in nodes:
+        x, a = t[n.input], n.args
+        if n.op == "conv":
+            w = torch.stack([t[k] for k in n.weight])
+            b = t[n.bias].reshape(-1) if n.bias else None
+            y = F.conv2d(x[None], w, b, stride=a["stride"], padding=a["padding"], dilation=a["dilation"])[0]
+        elif n.op == "max_pool":
+            y = F.max_pool2d(x[None], a["kernel_size"], a["stride"], a["padding"], a["dilation"],
+                             ceil_mode=a["ceil_mode"])[0]
+        elif n.op == "avg_pool":
+            y = F.avg_pool2d(x[None], a["kernel_size"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
+                             count_include_pad=a["count_include_pad"])[0]
+        elif n.op == "relu":
+            y = F.relu(x)
+        elif n.op == "flatten":
+            y = torch.flatten(x).reshape(1, 1, -1)
+        elif n.op == "linear":
+            xv = x.reshape(-1)
+            b = t[n.bias].reshape(-1) if n.bias else None
+            y = F.linear(xv, t[n.weight[0]].reshape(-1, xv.numel()), b).reshape(1, -1, 1)
+        elif n.op == "softmax":
+            y = F.softmax(x.reshape(-1), dim=0).reshape(x.shape)
+        elif n.op == "cross_entropy":
+            assert n.target is not None, "a cross_entropy node names its target"
+            target = torch.tensor([int(t[n.target].detach().reshape(-1)[0])])
+            y = F.cross_entropy(x.reshape(1, -1), target).reshape(1, 1, 1)
+        elif n.op == "mse":
+            assert n.target is not None, "an mse node names its target"
+            y = F.mse_loss(x, t[n.target].detach(), reduction=a.get("reduction", "mean")).reshape(1, 1, 1)
+        else:
+            raise ValueError(f"{n.name}: torch has no op {n.op!r} here")
+        y.retain_grad()
+        t[n.name] = y
+    t[loss].sum().backward()
+    return {name: (v.grad.numpy() if v.grad is not None else np.zeros(tuple(v.shape))) for name, v in t.items()}
+
+
+def torch_flatten(x: ArrayLike) -> np.ndarray:
+    """torch.flatten of a (C, H, W) map as a (1, 1, N) row, in float64."""
+    import torch
+
+    return torch.flatten(_t(x)).reshape(1, 1, -1).numpy()

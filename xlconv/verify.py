@@ -18,7 +18,8 @@ from xlconv.engine import recalculate
 from xlconv.errors import VerifyError, WorkbookError
 from xlconv import safety
 from xlconv.guards import check_tolerance, input_file
-from xlconv.record import EXERCISE_ROLES, ROOT_ROLES, Block, ConvParams, ConvTransposeParams, PoolParams
+from xlconv.record import (EXERCISE_ROLES, ROOT_ROLES, Block, ConvParams, ConvTransposeParams, FlattenParams,
+                           GradParams, LinearParams, LossParams, PoolParams, ReluParams, SgdParams, SoftmaxParams)
 from xlconv.xlsxread import open_workbook
 
 MAX_REPORTED = 5
@@ -166,9 +167,10 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
                     k, i, j = bad[0]
                     report.failures.append(f"{rec.sheet}!{rec.grids[k].cell(i, j)} ({rec.name}) is not a number")
                 current[rec.name] = got
+                _check_picked(report, rec, current, got)
                 continue
             try:
-                expected = expected_block(rec, current, got)
+                expected = expected_block(rec, current, got, records)
             except (WorkbookError, VerifyError) as e:
                 report.failures.append(str(e))
                 report.mismatches += 1
@@ -188,8 +190,66 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
         cells.close()
 
 
-def expected_block(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray | None) -> list[np.ndarray]:
-    """What the block should hold, by NumPy then by torch, from the workbook's current inputs."""
+def _check_picked(report: SheetReport, rec: Block, cur: dict[str, np.ndarray], got: np.ndarray) -> None:
+    """A root block that INDEXes shipped examples by a pick cell (the picked digit, its label) must hold the
+    picked example: info examples names the examples' block, pick the pick cell's block (1-based)."""
+    table, pick = rec.info.get("examples"), rec.info.get("pick")
+    if not isinstance(table, str) or not isinstance(pick, str):
+        return
+    if table not in cur or pick not in cur:
+        report.failures.append(f"{rec.name}: its examples {table!r} or pick {pick!r} are not recorded before it")
+        report.mismatches += 1
+        return
+    n = cur[pick].ravel()[0]
+    rows = cur[table]
+    if not np.isfinite(n) or not 1 <= int(n) <= rows.shape[0] or n != int(n):
+        report.failures.append(f"{rec.name}: the pick {n!r} is not an example number from 1 to {rows.shape[0]}")
+        report.mismatches += 1
+        return
+    picked = rows[int(n) - 1].reshape(got.shape)
+    _compare(report, rec, got, picked, 0.0)
+
+
+def _nodes(records: Sequence[Block]) -> list[ref.Node]:
+    """The recorded forward ops as a graph for the backward pass (biases, targets and weights are blocks)."""
+    out: list[ref.Node] = []
+    for r in records:
+        if r.role != "output" or r.info.get("op") not in ("conv", "max_pool", "avg_pool", "relu", "flatten", "linear",
+                                                          "softmax", "cross_entropy", "mse"):
+            continue
+        p = record.op_params(r)
+        if isinstance(p, ConvParams):
+            out.append(ref.Node(r.name, "conv", p.input, p.weight, p.bias,
+                                args=dict(stride=p.stride, padding=p.padding, dilation=p.dilation)))
+        elif isinstance(p, PoolParams):
+            out.append(ref.Node(r.name, f"{p.mode}_pool", p.input, args=dict(
+                kernel_size=p.kernel_size, stride=p.stride, padding=p.padding, dilation=p.dilation,
+                ceil_mode=p.ceil_mode, count_include_pad=p.count_include_pad)))
+        elif isinstance(p, LinearParams):
+            out.append(ref.Node(r.name, "linear", p.input, (p.weight,), p.bias))
+        elif isinstance(p, LossParams):
+            out.append(ref.Node(r.name, p.kind, p.input, target=p.target, args=dict(reduction=p.reduction)))
+        elif isinstance(p, (ReluParams, FlattenParams, SoftmaxParams)):
+            out.append(ref.Node(r.name, str(r.info["op"]), p.input))
+    return out
+
+
+def gradients(loss: str, cur: dict[str, np.ndarray], records: Sequence[Block]) -> tuple[dict[str, np.ndarray],
+                                                                                      dict[str, np.ndarray]]:
+    """dL/dv of every value the recorded loss depends on, by the NumPy chain rule from the current values and by
+    torch.autograd from the current root values (inputs, weights, biases, targets) alone."""
+    path = ref.ancestors(_nodes(records), loss)
+    if not path or path[-1].name != loss:
+        raise VerifyError(f"{loss}: is not a recorded loss, so its gradients cannot be recomputed")
+    made = {n.name for n in path}
+    roots = {x: cur[x] for n in path for x in n.reads() if x not in made}
+    return ref.backward(path, cur, loss), tref.autograd(path, roots, loss)
+
+
+def expected_block(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray | None,
+                   records: Sequence[Block] = ()) -> list[np.ndarray]:
+    """What the block should hold, by NumPy then by torch, from the workbook's current inputs (records: every block
+    of the workbook, which a gradient needs to retrace the forward pass)."""
     info = rec.info
     if rec.role == "padded":
         return [ref.pad(cur[info["input"]], info["padding"])]
@@ -212,7 +272,29 @@ def expected_block(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray | Non
     if info.get("op") in ("out_size", "lecture_size"):
         return _expected_size_chain(rec, cur, got)
     p = record.op_params(rec)
+    if isinstance(p, GradParams):
+        np_grads, torch_grads = gradients(p.loss, cur, records)
+        if p.of not in np_grads:
+            raise VerifyError(f"{rec.name}: {p.of!r} does not reach the loss {p.loss!r}")
+        return [np_grads[p.of].reshape(cur[p.of].shape), torch_grads[p.of].reshape(cur[p.of].shape)]
+    if isinstance(p, SgdParams):  # the step from the recomputed gradient, never from the sheet's gradient cells
+        lr = float(cur[p.lr].ravel()[0])
+        return [cur[p.input] - lr * cur[p.grad].reshape(cur[p.input].shape)]
     x = cur[p.input]
+    if isinstance(p, FlattenParams):
+        return [ref.flatten(x), tref.torch_flatten(x)]
+    if isinstance(p, LinearParams):
+        b = cur[p.bias].ravel() if p.bias else None
+        return [f(x, cur[p.weight], b) for f in (ref.linear, tref.linear)]
+    if isinstance(p, SoftmaxParams):
+        return [ref.softmax(x), tref.softmax(x)]
+    if isinstance(p, LossParams) and p.kind == "cross_entropy":
+        t = cur[p.target].ravel()[0]
+        if not np.isfinite(t) or t != int(t) or not 0 <= t < x.size:
+            raise VerifyError(f"{rec.name}: the target {t!r} is not a class index from 0 to {x.size - 1}")
+        return [ref.cross_entropy(x, int(t)), tref.cross_entropy(x, int(t))]
+    if isinstance(p, LossParams):
+        return [f(x, cur[p.target], p.reduction) for f in (ref.mse_loss, tref.mse_loss)]
     if isinstance(p, ConvParams):
         w = np.stack([cur[n] for n in p.weight])
         b = cur[p.bias].ravel() if p.bias else None
@@ -229,6 +311,7 @@ def expected_block(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray | Non
     if isinstance(p, PoolParams):
         return [f(x, kernel_size=p.kernel_size, stride=p.stride, padding=p.padding, ceil_mode=p.ceil_mode,
                   count_include_pad=p.count_include_pad) for f in (ref.avg_pool2d, tref.avg_pool2d)]
+    assert isinstance(p, ReluParams), f"op_params gave {type(p).__name__}"
     return [ref.relu(x), tref.relu(x)]
 
 

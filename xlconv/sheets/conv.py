@@ -20,8 +20,8 @@ from xlconv import reference as ref
 from xlconv.book import Book, check_formula
 from xlconv.cells import MAX_COLS, MAX_ROWS, Grid, a1
 from xlconv.errors import SpecError
-from xlconv.model import Conv, ConvSheetSpec, ConvTranspose, GridSpec, Op, Pool, Relu, compute
-from xlconv.sheets import answers, panels, style, transpose
+from xlconv.model import DENSE, Conv, ConvSheetSpec, ConvTranspose, GridSpec, Linear, Op, Pool, Relu, compute
+from xlconv.sheets import answers, dense, digits, panels, style, transpose
 
 MIN_COLUMNS = 18  # the note and legend span at least this many columns (B to S)
 NOTE_MAX_COLUMNS = 30  # and the note at most this many
@@ -90,6 +90,7 @@ class ConvSheet:
         self.roles: set[str] = set()  # the roles on the sheet, for the legend
         self.unread = unread_cells(spec, self.values)  # block -> {(i, j): why no window reads it}
         self.inputs_end = FIRST_BAND_ROW  # the row after the inputs' band
+        self.label_cell = ""  # with [examples]: the cell showing the picked digit's true class
         if self.exercise:
             self.roles.add("answer")
 
@@ -194,6 +195,16 @@ class ConvSheet:
         self.scaled.append(grid)
         self.colour_scales.append(lambda: style.heatmap(self.ws, grid, values))
 
+    def ink(self, grid: Grid) -> None:
+        """A 0-1 digit drawn as ink on paper, written after every highlight."""
+        self.scaled.append(grid)
+        self.colour_scales.append(lambda: style.ink(self.book, self.ws, grid))
+
+    def place(self, name: str, grids: list[Grid], values: np.ndarray) -> Placed:
+        """Remember a block laid out on the sheet under name (its grids and values)."""
+        self.placed[name] = Placed(name, grids, np.asarray(values, dtype=np.float64))
+        return self.placed[name]
+
     def picture(self, grid: Grid) -> None:
         """A grayscale picture on grid, written after every highlight."""
         self.scaled.append(grid)
@@ -232,9 +243,16 @@ class ConvSheet:
                 transpose.band(self, op)
             elif isinstance(op, Pool):
                 self._pool(op)
+            elif isinstance(op, DENSE):
+                dense.band(self, op)
             else:
                 self._relu(op)
         self._finish()
+
+    def extra_sheets(self) -> None:
+        """With [examples], the Digits sheet (after the gradients sheet, which backprop writes)."""
+        if self.spec.examples is not None:
+            digits.write(self.book, self.spec.sheet, self.spec.examples, accuracy(self.spec.note))
 
     def _header(self) -> None:
         """The title; the note and legend are written by _finish, when the sheet's width is known."""
@@ -266,12 +284,48 @@ class ConvSheet:
         self.label(self.row, 1, "Inputs and kernels: typed numbers, change any of them", bold=True)
         self.row += 1
         used_as_kernel = {w for op in self.spec.ops if isinstance(op, (Conv, ConvTranspose)) for w in op.weight}
+        dense_weights = {op.weight for op in self.spec.ops if isinstance(op, Linear)}  # drawn in the linear's band
         blocks: list[BandBlock] = []
         grids: list[GridSpec] = []
         for g in self.spec.grids:
+            if g.name in dense_weights:
+                continue
             blocks.append((grid_label(g.label, g.values.shape), self.band_labels(g.name), _hw(g.values)))
             grids.append(g)
-        for g, placed in zip(grids, self.band(blocks)):
+        ex = self.spec.examples
+        lay = digits.record(self, ex) if ex is not None else None
+        if ex is not None:
+            blocks += [(f"pick a digit (1-{len(ex.labels)})", [""], (1, 1)), ("its true class", [""], (1, 1))]
+        placed_all = self.band(blocks)
+        if ex is not None and lay is not None:
+            (pick_grid,), (label_grid,) = placed_all[-2:]
+            placed_all = placed_all[:-2]
+            self.ws.write_number(pick_grid.top, pick_grid.left, ex.pick + 1,
+                                 style.cell(self.book, "pick", "0", bold=True, locked=False, font_size=14))
+            self.grid_rows.add(pick_grid.top)
+            self.roles.add("pick")
+            self.book.record(digits.PICK, "input", self.spec.sheet, [pick_grid], label="picked digit (1-based)")
+            pick = pick_grid.cell(0, 0, absolute=True)
+            dsheet = digits.sheet_name(self.spec.sheet)
+            h = ex.values.shape[1]
+            self.write_grid(label_grid, "input", np.array([[ex.labels[ex.pick]]]),
+                            lambda i, j: digits.label_of(lay, dsheet, pick, h), num_format="0")
+            self.label_cell = label_grid.cell(0, 0, absolute=True)
+            self.note(pick_grid.top, pick_grid.left, f"Type a digit's number (1 to {len(ex.labels)}) from the "
+                                                     f"'{dsheet}' sheet: the image, every map, the probabilities and "
+                                                     f"the gradients follow. You can also type over any pixel.")
+        for g, placed in zip(grids, placed_all):
+            if ex is not None and lay is not None and g.name == ex.grid:
+                dsheet = digits.sheet_name(self.spec.sheet)
+                self.write_grid(placed[0], "input", g.values[0],
+                                lambda i, j: digits.picked(lay, dsheet, pick, i, j), num_format="0.00")
+                self.ink(placed[0])
+                self.placed[g.name] = Placed(g.name, placed, g.values)
+                self.book.record(g.name, "input", self.spec.sheet, placed, label=g.label, source=g.source,
+                                 exercise=None, examples=digits.TABLE, pick=digits.PICK)
+                self.note(placed[0].top, placed[0].left, "The picked digit: each pixel is INDEX into the Digits "
+                                                         "sheet by the pick cell; type a number here to draw your own.")
+                continue
             role = "kernel" if g.name in used_as_kernel else "input"
             picture = g.colour_scale == "gray"
             nf = style.num_format(g.values)
@@ -601,6 +655,14 @@ class ConvSheet:
             col += span
 
 
+def accuracy(note: str) -> str:
+    """The sentence of a spec's note that states the test accuracy (empty if none does)."""
+    for sentence in note.replace("\n", " ").split(". "):
+        if "accuracy" in sentence.lower():
+            return sentence.strip().rstrip(".") + "."
+    return ""
+
+
 def grid_label(label: str, shape: tuple[int, ...]) -> str:
     """A grid's label with its shape, unless the label already says it ("6 x 6 image" stays as it is)."""
     c, h, w = shape
@@ -647,7 +709,7 @@ def unread_cells(spec: ConvSheetSpec, values: dict[str, np.ndarray]) -> dict[str
     window of some op reads, with a note saying why (the stride steps past them, or dilation skips them)."""
     out: dict[str, dict[tuple[int, int], list[str]]] = {}
     for op in spec.ops:
-        if isinstance(op, (Relu, ConvTranspose)):  # a transposed conv's stride-1 windows read every spread cell
+        if isinstance(op, (Relu, ConvTranspose, *DENSE)):  # a transposed conv's stride-1 windows read every spread cell
             continue
         _, h, w = values[op.input].shape
         if isinstance(op, Conv):

@@ -111,6 +111,15 @@ def picture(book: Book, ws: Worksheet, grid: Grid) -> None:
                           dict(type="cell", criteria="<", value=110, format=book.fmt(font_color="#FFFFFF")))
 
 
+def ink(book: Book, ws: Worksheet, grid: Grid) -> None:
+    """Draw a grid of 0-1 pixels as a digit on paper: 0 white, 1 black ink (white numbers on dark cells)."""
+    ws.conditional_format(grid.top, grid.left, grid.bottom, grid.right,
+                          dict(type="2_color_scale", min_type="num", min_value=0, min_color="#FFFFFF",
+                               max_type="num", max_value=1, max_color="#000000"))
+    ws.conditional_format(grid.top, grid.left, grid.bottom, grid.right,
+                          dict(type="cell", criteria=">", value=0.55, format=book.fmt(font_color="#FFFFFF")))
+
+
 def check_marks(book: Book, ws: Worksheet, checks: Grid, answers: Grid) -> None:
     """Colour a self-check grid by its mark, and its answer grid with it (the first check cell leads)."""
     for mark, fill, font in MARKS:
