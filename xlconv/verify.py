@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tempfile
 import threading
-import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from xlconv.errors import VerifyError, WorkbookError
 from xlconv import safety
 from xlconv.guards import check_tolerance, input_file
 from xlconv.record import EXERCISE_ROLES, ROOT_ROLES, Block, ConvParams, ConvTransposeParams, PoolParams
-from xlconv.xlsxread import Sheet, open_workbook, read_values
+from xlconv.xlsxread import Sheet, read_values
 
 MAX_REPORTED = 5
 
@@ -81,22 +80,15 @@ def read_records(path: str | Path, name: str | Path | None = None) -> tuple[list
     except safety.Rejected as r:
         raise WorkbookError(f"{shown}: {r.note}") from None
     try:
-        wb = open_workbook(path)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
-        raise WorkbookError(f"{shown}: not an .xlsx workbook ({type(e).__name__})") from None
-    except Exception as e:  # openpyxl raises its own InvalidFileException and others
-        raise WorkbookError(f"{shown}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
-    try:
-        if record.SHEET not in wb.sheetnames:
-            raise WorkbookError(f"{shown}: not a workbook xlconv made (it has no {record.SHEET} sheet)")
-        rows = list(wb[record.SHEET].iter_rows(values_only=True, max_row=record.FIRST_ROW + record.MAX_BLOCKS + 1,
-                                               max_col=record.META_COLUMN))
-    except WorkbookError:
-        raise
-    except Exception as e:  # a damaged member surfaces only while reading: zlib, XML and openpyxl errors
-        raise WorkbookError(f"{shown}: the {record.SHEET} sheet cannot be read ({type(e).__name__})") from None
-    finally:
-        wb.close()
+        values = read_values(path, [], rows=(record.SHEET, record.FIRST_ROW + record.MAX_BLOCKS + 1,
+                                             record.META_COLUMN))
+    except OSError as e:
+        raise WorkbookError(f"{shown}: not a readable .xlsx workbook ({e})") from None
+    if record.SHEET not in values.names:
+        raise WorkbookError(f"{shown}: not a workbook xlconv made (it has no {record.SHEET} sheet)")
+    if record.SHEET in values.problems:  # a damaged member surfaces only while reading
+        raise WorkbookError(f"{shown}: the {record.SHEET} sheet cannot be read ({values.problems[record.SHEET]})")
+    rows = values.rows[record.SHEET]
     parsed = record.read(rows, str(shown))
     if not parsed.blocks:
         raise WorkbookError(f"{shown}: its {record.SHEET} record lists no blocks: nothing to verify")
@@ -346,22 +338,22 @@ def verify(paths: Sequence[str | Path], engine: str = "libreoffice", tolerance: 
     records = [read_records(p) for p in paths]  # fail fast, with a clear message, on files xlconv did not make
     normalize = any(rec.role == "normalize" for blocks, _ in records for rec in blocks)
     with tempfile.TemporaryDirectory(prefix="xlconv-verify-") as tmp:
-        with _engine_phase(len(paths), engine, torchvision=normalize):
+        with _engine_phase(len(paths), engine, normalize):
             outs = recalculate(paths, tmp, engine=engine, timeout=timeout)
         return [check(out, p, engine, tolerance, timeout, rec) for out, p, rec in zip(outs, paths, records)]
 
 
 @contextmanager
-def _engine_phase(files: int, engine: str, torchvision: bool) -> Iterator[None]:
-    """While the engine recalculates: import torch meanwhile (seconds the oracle would otherwise add), and keep
-    the bar's clock ticking."""
+def _engine_phase(files: int, engine: str, normalize: bool) -> Iterator[None]:
+    """While the engine recalculates: import torch (and torchvision, for a workbook that normalizes a photo)
+    meanwhile, seconds the oracle would otherwise add after it; and keep the bar's clock ticking."""
     with progress.bar(files, f"verify: {engine} recalculating", unit="workbook") as bar:
         stop = threading.Event()
 
         def meanwhile() -> None:
             try:
                 import torch.nn.functional  # noqa: F401
-                if torchvision:
+                if normalize:
                     import torchvision.transforms.functional  # noqa: F401
             except Exception:  # noqa: BLE001 - the oracle's own import reports it, in the main thread
                 pass
@@ -370,7 +362,9 @@ def _engine_phase(files: int, engine: str, torchvision: bool) -> Iterator[None]:
 
         worker = threading.Thread(target=meanwhile, name="xlconv-verify-warm", daemon=True)
         worker.start()
-        yield
-        stop.set()
+        try:
+            yield
+        finally:
+            stop.set()
         worker.join()  # the imports are needed next anyway; an engine error skips this and is raised at once
         bar.update(files)

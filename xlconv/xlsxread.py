@@ -63,14 +63,19 @@ class Values:
     names: list[str]
     sheets: dict[str, Sheet]
     problems: dict[str, str]  # sheet -> why it could not be read
+    rows: dict[str, list[list[Any]]] = field(default_factory=dict)  # sheet -> top-left rows as values, None blank
 
 
 def read_values(path: str | Path, sheets: Sequence[str] | None = None, timeout: float = 300,
-                memory: int = READ_MEMORY) -> Values:
+                memory: int = READ_MEMORY, rows: tuple[str, int, int] | None = None) -> Values:
     """Read cached values with python-calamine in a child process bounded in memory and time (call the safety
-    checks first); OSError if the reader itself fails, a problem per sheet for what it could not read."""
-    request = json.dumps({"path": str(Path(path).resolve()), "sheets": None if sheets is None else list(sheets),
-                          "memory": memory, "cpu": max(1, int(timeout) + 1)})
+    checks first); OSError if the reader itself fails, a problem per sheet for what it could not read.
+
+    ``rows=(sheet, n, m)`` also returns that sheet's first n rows of m cells as plain values (None for a blank),
+    the way openpyxl's ``iter_rows(values_only=True)`` gives them.
+    """
+    request = json.dumps({"path": str(Path(path).resolve()), "sheets": [] if sheets is None else list(sheets),
+                          "all": sheets is None, "rows": rows, "memory": memory, "cpu": max(1, int(timeout) + 1)})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONDONTWRITEBYTECODE": "1"}
     package_root = str(Path(__file__).resolve().parent.parent)
@@ -110,7 +115,7 @@ def read_values(path: str | Path, sheets: Sequence[str] | None = None, timeout: 
         numbers = np.frombuffer(body, dtype="<f8", count=n, offset=offset).reshape(s["rows"], s["cols"])
         offset += 8 * n
         got[s["name"]] = Sheet(numbers, {(r, c): t for r, c, t in s["texts"]})
-    return Values(list(doc["names"]), got, dict(doc["problems"]))
+    return Values(list(doc["names"]), got, dict(doc["problems"]), dict(doc["rows"]))
 
 
 def _sheet(rows: list[list[Any]]) -> tuple[int, bytes, list[tuple[int, int, str]]]:
@@ -155,9 +160,17 @@ def _main() -> int:
 
     wb = CalamineWorkbook.from_path(request["path"])
     names = list(wb.sheet_names)
-    wanted = names if request["sheets"] is None else [n for n in request["sheets"] if n in names]
-    header: dict[str, Any] = {"names": names, "sheets": [], "problems": {}}
+    wanted = names if request["all"] else [n for n in request["sheets"] if n in names]
+    header: dict[str, Any] = {"names": names, "sheets": [], "problems": {}, "rows": {}}
     blobs = []
+    if request["rows"] and request["rows"][0] in names:
+        name, n, m = request["rows"]
+        try:
+            top = wb.get_sheet_by_name(name).to_python(skip_empty_area=False, nrows=int(n))
+            header["rows"][name] = [[None if v == "" else v if isinstance(v, (str, bool, int, float)) else str(v)
+                                     for v in row[:int(m)]] for row in top]
+        except Exception as e:  # noqa: BLE001 - calamine's XmlError, ZipError and others on a damaged member
+            header["problems"][name] = f"{type(e).__name__}: {str(e)[:200]}"
     for name in wanted:
         try:
             rows = wb.get_sheet_by_name(name).to_python(skip_empty_area=False)
