@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from xlconv import progress
 from xlconv import spec as specs
 from xlconv.book import Book
 from xlconv.errors import PretrainedUnavailable, SpecError
@@ -40,7 +41,9 @@ def alexnet_workbook(path: str | Path, image: str | Path | None = None, weights:
     from xlconv import torchnet  # imports torch only now
     from xlconv.sheets import alexnet as sheets
 
-    data = torchnet.run(image, weights, seed, normalize, channels, where)
+    with progress.bar(1, "alexnet: torch, AlexNet's weights, the photo, one forward pass", unit="phase") as bar:
+        data = torchnet.run(image, weights, seed, normalize, channels, where)
+        bar.update()
     if note:
         data.extra["note"] = note
     return sheets.write(data, path)

@@ -189,10 +189,12 @@ def _write_poisoned_copy(src: Path, dest: Path) -> None:
             member = _canary_sheet_member(zin, src)
             xml = zin.read(member).decode("utf-8")
             poisoned = _poison_canary(xml, src)
-            with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zout:
+            # Stored, not deflated: the copy lives seconds in a temporary folder, and deflating the 64-channel
+            # AlexNet workbook's 100 MB of XML again took longer than the rest of verify's own work.
+            with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zout:
                 for info in zin.infolist():
                     data = poisoned.encode("utf-8") if info.filename == member else zin.read(info)
-                    zout.writestr(info, data)
+                    zout.writestr(info, data, compress_type=zipfile.ZIP_STORED)
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError, zlib.error, EOFError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise WorkbookError(f"{src}: no such file") from None

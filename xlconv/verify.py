@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import tempfile
-import zipfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from xlconv import record
+from xlconv import progress, record
 from xlconv import reference as ref
 from xlconv import torch_reference as tref
-from xlconv.cells import Grid
 from xlconv.engine import recalculate
 from xlconv.errors import VerifyError, WorkbookError
 from xlconv import safety
 from xlconv.guards import check_tolerance, input_file
 from xlconv.record import (EXERCISE_ROLES, ROOT_ROLES, Block, ConvParams, ConvTransposeParams, FlattenParams,
                            GradParams, LinearParams, LossParams, PoolParams, ReluParams, SgdParams, SoftmaxParams)
-from xlconv.xlsxread import open_workbook
+from xlconv.xlsxread import Sheet, read_values
 
 MAX_REPORTED = 5
 
@@ -81,22 +81,15 @@ def read_records(path: str | Path, name: str | Path | None = None) -> tuple[list
     except safety.Rejected as r:
         raise WorkbookError(f"{shown}: {r.note}") from None
     try:
-        wb = open_workbook(path)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
-        raise WorkbookError(f"{shown}: not an .xlsx workbook ({type(e).__name__})") from None
-    except Exception as e:  # openpyxl raises its own InvalidFileException and others
-        raise WorkbookError(f"{shown}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
-    try:
-        if record.SHEET not in wb.sheetnames:
-            raise WorkbookError(f"{shown}: not a workbook xlconv made (it has no {record.SHEET} sheet)")
-        rows = list(wb[record.SHEET].iter_rows(values_only=True, max_row=record.FIRST_ROW + record.MAX_BLOCKS + 1,
-                                               max_col=record.META_COLUMN))
-    except WorkbookError:
-        raise
-    except Exception as e:  # a damaged member surfaces only while reading: zlib, XML and openpyxl errors
-        raise WorkbookError(f"{shown}: the {record.SHEET} sheet cannot be read ({type(e).__name__})") from None
-    finally:
-        wb.close()
+        values = read_values(path, [], rows=(record.SHEET, record.FIRST_ROW + record.MAX_BLOCKS + 1,
+                                             record.META_COLUMN))
+    except OSError as e:
+        raise WorkbookError(f"{shown}: not a readable .xlsx workbook ({e})") from None
+    if record.SHEET not in values.names:
+        raise WorkbookError(f"{shown}: not a workbook xlconv made (it has no {record.SHEET} sheet)")
+    if record.SHEET in values.problems:  # a damaged member surfaces only while reading
+        raise WorkbookError(f"{shown}: the {record.SHEET} sheet cannot be read ({values.problems[record.SHEET]})")
+    rows = values.rows[record.SHEET]
     parsed = record.read(rows, str(shown))
     if not parsed.blocks:
         raise WorkbookError(f"{shown}: its {record.SHEET} record lists no blocks: nothing to verify")
@@ -104,93 +97,91 @@ def read_records(path: str | Path, name: str | Path | None = None) -> tuple[list
 
 
 class _Cells:
-    """Values of one recalculated workbook, read once per sheet."""
+    """Values of one recalculated workbook, every sheet the record names read at once with python-calamine."""
 
-    def __init__(self, path: Path, name: str | Path | None = None):
-        self.path, self.name = path, name or path
+    def __init__(self, path: Path, sheets: Sequence[str], name: str | Path | None = None, timeout: float = 300):
+        self.name = name or path
         try:
-            self.wb = open_workbook(path)
-        except Exception as e:  # read_records opened it a moment ago; anything now is damage
-            raise WorkbookError(f"{self.name}: not a readable .xlsx workbook ({type(e).__name__})") from None
-        self.sheets: dict[str, list[tuple[Any, ...]]] = {}
+            values = read_values(path, sorted(set(sheets)), timeout=timeout)
+        except OSError as e:  # read_records parsed it a moment ago; anything now is damage or a hostile file
+            raise WorkbookError(f"{self.name}: its values cannot be read ({e})") from None
+        self.names, self.sheets, self.problems = set(values.names), values.sheets, values.problems
 
-    def rows(self, sheet: str) -> list[tuple[Any, ...]]:
-        if sheet not in self.sheets:
-            if sheet not in self.wb.sheetnames:
-                raise WorkbookError(f"{self.name}: the sheet {sheet!r} that xlconv recorded is missing")
-            try:
-                self.sheets[sheet] = list(self.wb[sheet].iter_rows(values_only=True))
-            except Exception as e:  # a damaged member surfaces only while reading
-                raise WorkbookError(f"{self.name}: the sheet {sheet!r} cannot be read ({type(e).__name__})") from None
+    def sheet(self, sheet: str) -> Sheet:
+        """One sheet's values; WorkbookError naming it when it is missing or could not be read."""
+        if sheet not in self.names:
+            raise WorkbookError(f"{self.name}: the sheet {sheet!r} that xlconv recorded is missing")
+        if sheet in self.problems:
+            raise WorkbookError(f"{self.name}: the sheet {sheet!r} cannot be read ({self.problems[sheet]})")
         return self.sheets[sheet]
-
-    def raw(self, sheet: str, grid: Grid) -> list[list[Any]]:
-        rows = self.rows(sheet)
-        out = []
-        for r in range(grid.top, grid.bottom + 1):
-            row = rows[r] if r < len(rows) else ()
-            out.append([row[c] if c < len(row) else None for c in range(grid.left, grid.right + 1)])
-        return out
 
     def block(self, rec: Block) -> np.ndarray:
         """(C, H, W) floats of a block; text, blanks and errors become NaN."""
-        return np.stack([_as_float(self.raw(rec.sheet, g)) for g in rec.grids])
+        values = self.sheet(rec.sheet)
+        return np.stack([values.window(g.top, g.left, g.height, g.width) for g in rec.grids])
 
-    def close(self) -> None:
-        self.wb.close()
-
-
-def _as_float(rows: list[list[Any]]) -> np.ndarray:
-    def num(v: Any) -> float:
-        return float(v) if isinstance(v, (bool, int, float)) else np.nan
-    return np.array([[num(v) for v in row] for row in rows], dtype=np.float64)
+    def describe(self, rec: Block, k: int, i: int, j: int) -> str:
+        """What a cell of a block holds when it holds no number."""
+        g = rec.grids[k]
+        return self.sheet(rec.sheet).describe(g.top + i, g.left + j)
 
 
 def check(recalculated: str | Path, original: str | Path | None = None, engine: str = "libreoffice",
-          tolerance: float | None = None) -> Report:
-    """Recompute every recorded block of an already recalculated workbook and compare cell by cell."""
+          tolerance: float | None = None, timeout: float = 300,
+          records: tuple[list[Block], float] | None = None) -> Report:
+    """Recompute every recorded block of an already recalculated workbook and compare cell by cell.
+
+    ``records`` (blocks and tolerance) are the original's, when verify has read them already: the engine's copy
+    is then parsed only by the bounded reader, never by openpyxl.
+    """
     recalculated = Path(recalculated)
-    records, recorded_tol = read_records(recalculated, original)
+    blocks, recorded_tol = records if records is not None else read_records(recalculated, original)
     tol = recorded_tol if tolerance is None else check_tolerance(tolerance, "--tolerance", VerifyError)
-    cells = _Cells(recalculated, original)
-    try:
-        sheets: dict[str, SheetReport] = {}
+    checked = [rec for rec in blocks if rec.role not in EXERCISE_ROLES]
+    with progress.bar(len(checked), "verify: reading values", unit="block") as bar:
+        cells = _Cells(recalculated, [rec.sheet for rec in checked], original, timeout)
+        sheets = {rec.sheet: SheetReport(rec.sheet) for rec in blocks}
         current: dict[str, np.ndarray] = {}
-        for rec in records:
-            report = sheets.setdefault(rec.sheet, SheetReport(rec.sheet))
-            if rec.role in EXERCISE_ROLES:
-                continue
-            got = cells.block(rec)
-            if rec.role in ROOT_ROLES:
-                bad = np.argwhere(np.isnan(got))
-                if len(bad):
-                    k, i, j = bad[0]
-                    report.failures.append(f"{rec.sheet}!{rec.grids[k].cell(i, j)} ({rec.name}) is not a number")
-                current[rec.name] = got
-                _check_picked(report, rec, current, got)
-                continue
-            try:
-                expected = expected_block(rec, current, got, records)
-            except (WorkbookError, VerifyError) as e:
-                report.failures.append(str(e))
-                report.mismatches += 1
-                continue
-            except (KeyError, ValueError, TypeError, IndexError, ZeroDivisionError, RuntimeError) as e:
-                # A record edited by hand (an input that is not a block, shapes that do not fit): that block fails.
-                report.failures.append(f"{rec.name}: cannot be recomputed from its record ({type(e).__name__}: "
-                                       f"{str(e)[:120]})")
-                report.mismatches += 1
-                continue
-            if rec.role == "output":
-                current[rec.name] = expected[0]
-            for exp in expected:
-                _compare(report, rec, got, exp, tol)
-        return Report(Path(original or recalculated), engine, tol, list(sheets.values()))
-    finally:
-        cells.close()
+        for rec in checked:
+            bar.describe(f"verify: {rec.sheet}!{rec.name}")
+            _check_block(rec, cells, current, sheets[rec.sheet], tol, blocks)
+            bar.update()
+    return Report(Path(original or recalculated), engine, tol, list(sheets.values()))
 
 
-def _check_picked(report: SheetReport, rec: Block, cur: dict[str, np.ndarray], got: np.ndarray) -> None:
+def _check_block(rec: Block, cells: _Cells, current: dict[str, np.ndarray], report: SheetReport,
+                 tol: float, blocks: Sequence[Block]) -> None:
+    """Compare one block with NumPy and torch (or, for a root block, check it holds numbers)."""
+    got = cells.block(rec)
+    if rec.role in ROOT_ROLES:
+        bad = np.argwhere(np.isnan(got))
+        if len(bad):
+            k, i, j = bad[0]
+            report.failures.append(f"{rec.sheet}!{rec.grids[k].cell(i, j)} ({rec.name}) is not a number: it is "
+                                   f"{cells.describe(rec, k, i, j)}")
+        current[rec.name] = got
+        _check_picked(report, rec, current, got, cells)
+        return
+    try:
+        expected = expected_block(rec, current, got, blocks)
+    except (WorkbookError, VerifyError) as e:
+        report.failures.append(str(e))
+        report.mismatches += 1
+        return
+    except (KeyError, ValueError, TypeError, IndexError, ZeroDivisionError, RuntimeError) as e:
+        # A record edited by hand (an input that is not a block, shapes that do not fit): that block fails.
+        report.failures.append(f"{rec.name}: cannot be recomputed from its record ({type(e).__name__}: "
+                               f"{str(e)[:120]})")
+        report.mismatches += 1
+        return
+    if rec.role == "output":
+        current[rec.name] = expected[0]
+    for exp in expected:
+        _compare(report, rec, got, exp, tol, cells)
+
+
+def _check_picked(report: SheetReport, rec: Block, cur: dict[str, np.ndarray], got: np.ndarray,
+                  cells: _Cells) -> None:
     """A root block that INDEXes shipped examples by a pick cell (the picked digit, its label) must hold the
     picked example: info examples names the examples' block, pick the pick cell's block (1-based)."""
     table, pick = rec.info.get("examples"), rec.info.get("pick")
@@ -207,7 +198,7 @@ def _check_picked(report: SheetReport, rec: Block, cur: dict[str, np.ndarray], g
         report.mismatches += 1
         return
     picked = rows[int(n) - 1].reshape(got.shape)
-    _compare(report, rec, got, picked, 0.0)
+    _compare(report, rec, got, picked, 0.0, cells)
 
 
 def _nodes(records: Sequence[Block]) -> list[ref.Node]:
@@ -403,7 +394,7 @@ def _expected_trace(rec: Block, cur: dict[str, np.ndarray], got: np.ndarray) -> 
     return expected
 
 
-def _compare(report: SheetReport, rec: Block, got: np.ndarray, exp: np.ndarray, tol: float) -> None:
+def _compare(report: SheetReport, rec: Block, got: np.ndarray, exp: np.ndarray, tol: float, cells: _Cells) -> None:
     if got.shape != exp.shape:
         report.failures.append(f"{rec.name}: block is {got.shape} in the workbook but {exp.shape} by the reference")
         report.mismatches += 1
@@ -417,8 +408,9 @@ def _compare(report: SheetReport, rec: Block, got: np.ndarray, exp: np.ndarray, 
     bad = np.argwhere(diff > tol + 1e-12 * np.abs(np.nan_to_num(exp)))
     report.mismatches += len(bad)
     for k, i, j in bad[:MAX_REPORTED - min(len(report.failures), MAX_REPORTED)]:
+        value = cells.describe(rec, k, i, j) if np.isnan(got[k, i, j]) else repr(float(got[k, i, j]))
         report.failures.append(f"{rec.sheet}!{rec.grids[k].cell(i, j)} ({rec.name}[{k}, {i}, {j}]) is "
-                               f"{got[k, i, j]!r}, expected {exp[k, i, j]!r}")
+                               f"{value}, expected {float(exp[k, i, j])!r}")
 
 
 def verify(paths: Sequence[str | Path], engine: str = "libreoffice", tolerance: float | None = None,
@@ -427,8 +419,36 @@ def verify(paths: Sequence[str | Path], engine: str = "libreoffice", tolerance: 
     paths = [Path(p) for p in paths]
     if tolerance is not None:
         check_tolerance(tolerance, "--tolerance", VerifyError)
-    for p in paths:
-        read_records(p)  # fail fast, with a clear message, on files xlconv did not make
+    records = [read_records(p) for p in paths]  # fail fast, with a clear message, on files xlconv did not make
+    normalize = any(rec.role == "normalize" for blocks, _ in records for rec in blocks)
     with tempfile.TemporaryDirectory(prefix="xlconv-verify-") as tmp:
-        outs = recalculate(paths, tmp, engine=engine, timeout=timeout)
-        return [check(out, p, engine, tolerance) for out, p in zip(outs, paths)]
+        with _engine_phase(len(paths), engine, normalize):
+            outs = recalculate(paths, tmp, engine=engine, timeout=timeout)
+        return [check(out, p, engine, tolerance, timeout, rec) for out, p, rec in zip(outs, paths, records)]
+
+
+@contextmanager
+def _engine_phase(files: int, engine: str, normalize: bool) -> Iterator[None]:
+    """While the engine recalculates: import torch (and torchvision, for a workbook that normalizes a photo)
+    meanwhile, seconds the oracle would otherwise add after it; and keep the bar's clock ticking."""
+    with progress.bar(files, f"verify: {engine} recalculating", unit="workbook") as bar:
+        stop = threading.Event()
+
+        def meanwhile() -> None:
+            try:
+                import torch.nn.functional  # noqa: F401
+                if normalize:
+                    import torchvision.transforms.functional  # noqa: F401
+            except Exception:  # noqa: BLE001 - the oracle's own import reports it, in the main thread
+                pass
+            while not stop.wait(0.5):
+                bar.update(0)
+
+        worker = threading.Thread(target=meanwhile, name="xlconv-verify-warm", daemon=True)
+        worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+        worker.join()  # the imports are needed next anyway; an engine error skips this and is raised at once
+        bar.update(files)

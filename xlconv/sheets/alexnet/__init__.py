@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from xlconv import progress
 from xlconv.book import Book
 from xlconv.errors import WeightsError
 from xlconv.sheets.alexnet.contents import ContentsSheet
@@ -33,15 +34,25 @@ def write(data: Run, path: str | Path) -> Path:
     if data.geometry.in_channels != len(CHANNEL_NAMES):
         raise WeightsError(f"conv1 reads {data.geometry.in_channels} channels; the workbook draws an RGB photo")
     title = f"AlexNet conv1 walk-through ({data.weights.label})"
-    with Book(path, title, constant_memory=True, tolerance=TOLERANCE) as book:
-        layout = Layout(data)
-        ContentsSheet(book, data, layout, Path(path).name).build()
-        PreprocessSheet(book, data, layout).build()
-        FiltersSheet(book, data, layout).build()
-        ConvSheet(book, data, layout).build()
-        TraceSheet(book, data, layout).build()
-        ShapesSheet(book, data).build()
-        PredictionsSheet(book, data).build()
+    n = len(data.channels)
+    # Steps: six small sheets, conv1's three sections channel by channel, and saving the file.
+    with progress.bar(6 + 3 * n + 1, "alexnet: writing", unit="step") as bar:
+        with Book(path, title, constant_memory=True, tolerance=TOLERANCE) as book:
+            layout = Layout(data)
+            for name, sheet in (("Contents", ContentsSheet(book, data, layout, Path(path).name)),
+                                ("Preprocess", PreprocessSheet(book, data, layout)),
+                                ("Filters", FiltersSheet(book, data, layout))):
+                bar.describe(f"alexnet: {name}")
+                sheet.build()
+                bar.update()
+            ConvSheet(book, data, layout, bar).build()
+            for name, last in (("Trace", TraceSheet(book, data, layout)), ("Shapes", ShapesSheet(book, data)),
+                               ("Predictions", PredictionsSheet(book, data))):
+                bar.describe(f"alexnet: {name}")
+                last.build()
+                bar.update()
+            bar.describe(f"alexnet: saving {Path(path).name}")
+        bar.update()
     return Path(path)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from xlsxwriter.format import Format
 
 from xlconv import formulas as fx
+from xlconv import progress
 from xlconv import reference as ref
 from xlconv.book import Book
 from xlconv.cells import MAX_FORMULA_CHARS, a1, quote_sheet
@@ -53,8 +54,9 @@ def trace_look(b: Book) -> Format:
 class ConvSheet:
     """The padded input (live normalisation of Preprocess's pixels) and the conv1, ReLU and max-pool maps."""
 
-    def __init__(self, book: Book, data: Run, layout: Layout):
+    def __init__(self, book: Book, data: Run, layout: Layout, bar: progress.Bar | None = None):
         self.book, self.data, self.L = book, data, layout
+        self.bar = bar  # advanced by one step per channel of each section
         self.ws = book.wb.add_worksheet(SHEET_CONV)
         self.row_points: dict[int, float] = {}
 
@@ -382,6 +384,8 @@ class ConvSheet:
         size = L.map_size(key)
         for band in range(L.bands):
             positions = list(range(band * MAPS_PER_BAND, min(len(chans), (band + 1) * MAPS_PER_BAND)))
+            if self.bar is not None:
+                self.bar.describe(f"alexnet: conv1 {key} maps, channels {chans[positions[0]]}-{chans[positions[-1]]}")
             top = first + band * stride
             stream.row(top, [stream.text(f"{col(L.map_grid(key, p).left)}{top + 1}", lab,
                                          label.format(k=chans[p])) for p in positions], 1, last_col, LABEL_POINTS)
@@ -389,6 +393,8 @@ class ConvSheet:
             for y in range(size):
                 r = top + 1 + y
                 stream.row(r, row_cells(positions, y, str(r + 1)), 1, last_col, grid_h)
+            if self.bar is not None:
+                self.bar.update(len(positions))
 
     def _heat(self, key: str, rule: dict[str, object]) -> None:
         for p in range(len(self.data.channels)):

@@ -1,0 +1,158 @@
+"""Benchmark: `xlconv verify` of the default AlexNet workbook, side by side with LibreOffice's own recalculation.
+
+Every measurement runs in a fresh process, interleaved round by round so that the noise of a shared machine hits
+all of them alike; the table gives medians and ratios, and the load average before and after.
+
+    .venv/bin/python benchmarks/bench_verify.py [--rounds 3] [--channels 0-63] [--against REV] [--workbook FILE]
+
+Rows:
+
+* LibreOffice's recalculation alone: ``xlconv.engine.recalculate`` (the poisoned copy, soffice, the canary
+  check), timed inside its process, so the interpreter start is not counted against it;
+* ``xlconv verify -q`` (this tree), wall clock of the whole command;
+* reading the recalculated workbook's values: this tree's reader (python-calamine in a child process), and
+  openpyxl in read-only mode as verify read them before (every row of every recorded sheet);
+* with ``--against REV``: ``xlconv verify -q`` with the code of git revision REV (a temporary worktree first on
+  PYTHONPATH), e.g. the commit before the fast reader, as the same-run baseline.
+
+The target of issue 12: verify <= LibreOffice's recalculation + 3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RECALC = """
+import sys, time, tempfile
+from xlconv.engine import recalculate
+with tempfile.TemporaryDirectory() as out:
+    t = time.perf_counter()
+    recalculate([sys.argv[1]], out)
+    print(time.perf_counter() - t)
+"""
+
+READ_NEW = """
+import sys, time
+from xlconv.verify import read_records
+from xlconv.xlsxread import read_values
+blocks, _ = read_records(sys.argv[2])
+t = time.perf_counter()
+read_values(sys.argv[1], sorted({b.sheet for b in blocks}))
+print(time.perf_counter() - t)
+"""
+
+READ_OLD = """
+import sys, time
+from xlconv.verify import read_records
+from xlconv.xlsxread import open_workbook
+blocks, _ = read_records(sys.argv[2])
+t = time.perf_counter()
+wb = open_workbook(sys.argv[1])
+for name in sorted({b.sheet for b in blocks}):
+    rows = list(wb[name].iter_rows(values_only=True))
+wb.close()
+print(time.perf_counter() - t)
+"""
+
+
+@contextlib.contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """A temporary git worktree of rev."""
+    with tempfile.TemporaryDirectory(prefix="xlconv-bench-") as tmp:
+        path = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(path), rev], check=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min) and core count: the machine is shared."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def run(cmd: list[str], env: dict[str, str], inner: bool) -> float:
+    """Seconds a fresh process takes (its own report of the timed part when inner)."""
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          stdin=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    if proc.returncode not in (0, 1) or (inner and proc.returncode != 0):
+        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    if "verify" in cmd and proc.returncode != 0:
+        raise SystemExit(f"verify reported a failure: {proc.stdout[-2000:]}")
+    return float(proc.stdout.strip().splitlines()[-1]) if inner else wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--channels", default="0-63", help="conv1 channels of the workbook (default: all 64)")
+    ap.add_argument("--workbook", type=Path, help="verify this workbook instead of building one")
+    ap.add_argument("--against", metavar="REV", help="also time verify at this git revision, interleaved")
+    args = ap.parse_args()
+    py = sys.executable
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    print(f"start: {load()}", flush=True)
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xlconv-bench-verify-")))
+        book = args.workbook
+        if book is None:
+            book = tmp / "alexnet.xlsx"
+            subprocess.run([py, "-m", "xlconv", "alexnet", "--weights", "random", "--channels", args.channels,
+                            "-q", "-o", str(book)], env=env, check=True, stdout=subprocess.DEVNULL)
+        size = book.stat().st_size / 2**20
+        recalculated = tmp / "recalculated"
+        subprocess.run([py, "-c", "import sys; from xlconv.engine import recalculate; "
+                        "recalculate([sys.argv[1]], sys.argv[2])", str(book), str(recalculated)], env=env, check=True)
+        out = next(recalculated.glob("*.xlsx"))
+        cmds: dict[str, tuple[list[str], dict[str, str], bool]] = {
+            "LibreOffice recalculation alone (engine.recalculate)": ([py, "-c", RECALC, str(book)], env, True),
+            "xlconv verify (this tree)": ([py, "-m", "xlconv", "verify", "-q", str(book)], env, False),
+            "read values: python-calamine child (this tree)": ([py, "-c", READ_NEW, str(out), str(book)], env, True),
+            "read values: openpyxl read-only (the old reader)": ([py, "-c", READ_OLD, str(out), str(book)], env,
+                                                                 True),
+        }
+        if args.against:
+            base = stack.enter_context(worktree(args.against))
+            old_env = {**os.environ, "PYTHONPATH": str(base)}
+            cmds[f"xlconv verify at {args.against}"] = ([py, "-m", "xlconv", "verify", str(book)], old_env, False)
+        times: dict[str, list[float]] = {k: [] for k in cmds}
+        for r in range(args.rounds):
+            for name, (cmd, cmd_env, inner) in cmds.items():
+                times[name].append(run(cmd, cmd_env, inner))
+                print(f"round {r + 1}: {name}: {times[name][-1]:.2f} s ({load()})", file=sys.stderr, flush=True)
+    recalc = statistics.median(times["LibreOffice recalculation alone (engine.recalculate)"])
+    what = args.workbook or f"xlconv alexnet --weights random --channels {args.channels}"
+    print(f"\nworkbook: {what}, {size:.2f} MB")
+    print(f"| measurement | median s ({args.rounds} runs) | min s | max s | x recalculation | - recalculation s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, ts in times.items():
+        m = statistics.median(ts)
+        print(f"| {name} | {m:.2f} | {min(ts):.2f} | {max(ts):.2f} | {m / recalc:.2f} | {m - recalc:+.2f} |")
+    verify = statistics.median(times["xlconv verify (this tree)"])
+    print(f"\nverify - recalculation: {verify - recalc:+.2f} s (target: <= +3 s)")
+    if args.against:
+        old = statistics.median(times[f"xlconv verify at {args.against}"])
+        print(f"verify: this tree / {args.against} = {verify / old:.2f} ({old - verify:.2f} s saved)")
+    new_read = statistics.median(times["read values: python-calamine child (this tree)"])
+    old_read = statistics.median(times["read values: openpyxl read-only (the old reader)"])
+    print(f"reading values: openpyxl / calamine = {old_read / new_read:.1f}")
+    print(f"end: {load()}")
+
+
+if __name__ == "__main__":
+    main()
