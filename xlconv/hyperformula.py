@@ -65,7 +65,9 @@ def install_hint() -> str:
 def command(node: str, pairs: list[tuple[Path, Path]], *, use_cached: bool = False) -> list[str]:
     """The node command that recalculates each (input, output) pair; use_cached (tests only) skips recalculation."""
     args = [str(p) for pair in pairs for p in pair]
-    return [node, f"--max-old-space-size={HEAP_MB}", str(SCRIPT),
+    # A larger young generation: building the dependency graph allocates millions of short-lived objects, and
+    # V8's default scavenges so often that garbage collection takes a third of the run.
+    return [node, f"--max-old-space-size={HEAP_MB}", "--max-semi-space-size=64", str(SCRIPT),
             *(["--cached"] if use_cached else []), str(node_modules()), *args]
 
 
