@@ -96,8 +96,8 @@ def recalculate(
             outputs, stderr = _run_libreoffice(binary, inputs, work, timeout, _recalc_mode)
         elif engine == "hyperformula":
             outputs = [work / "out" / p.name for p in inputs]
-            command = hyperformula.command(binary, list(zip(inputs, outputs)), use_cached=_recalc_mode != 0)
-            stderr = _run("hyperformula", command, work, timeout)
+            stderr = hyperformula.recalculate(binary, list(zip(inputs, outputs)), work, timeout, _run,
+                                              use_cached=_recalc_mode != 0)
         else:
             outputs, stderr = _run_gnumeric(binary, inputs, work, timeout, _recalc_mode)
         for src, produced, target in zip(sources, outputs, targets):

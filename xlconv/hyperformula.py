@@ -1,20 +1,29 @@
-"""The HyperFormula engine's parts: where node and its npm packages are, the one-line install hint, the runner command.
+"""The HyperFormula engine: a workbook's formulas evaluated by HyperFormula (Excel's semantics) under node.
 
-HyperFormula (GPL-3.0) and exceljs are npm packages that xlconv never ships: they are installed with npm from the
-pinned engines/hyperformula/package-lock.json into engines/hyperformula/node_modules (or any folder named by
-XLCONV_NODE_MODULES). xlconv/engine.py runs the command built here the way it runs LibreOffice.
+openpyxl reads each sheet's typed values and formulas (never the cached results) into a JSON file; node runs
+xlconv/js/recalc.cjs, which evaluates them with HyperFormula and writes every formula cell's value to another JSON
+file; from the two this module writes a recalculated .xlsx (the formulas with HyperFormula's values cached), which
+verify and the canary check read exactly as they read LibreOffice's output. xlconv/engine.py drives it.
+
+HyperFormula (GPL-3.0) is an npm package that xlconv never ships: npm installs it from the pinned
+engines/hyperformula/package-lock.json into engines/hyperformula/node_modules, or into any folder named by
+XLCONV_NODE_MODULES.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 NODE_MODULES_ENV = "XLCONV_NODE_MODULES"
 # Kept equal to engines/hyperformula/package.json by tests/test_hyperformula.py.
-PINS = {"hyperformula": "3.5.0", "exceljs": "4.4.0"}
+PINS = {"hyperformula": "3.5.0"}
 SCRIPT = Path(__file__).resolve().parent / "js" / "recalc.cjs"
 # A checkout's pinned install folder; absent from an installed wheel, where XLCONV_NODE_MODULES says where.
 LOCK_DIR = Path(__file__).resolve().parent.parent / "engines" / "hyperformula"
@@ -23,13 +32,13 @@ HEAP_MB = 8192
 
 
 def node_modules() -> Path:
-    """The folder holding the hyperformula and exceljs packages: $XLCONV_NODE_MODULES or the checkout's own."""
+    """The folder holding the hyperformula package: $XLCONV_NODE_MODULES or the checkout's own."""
     chosen = os.environ.get(NODE_MODULES_ENV)
     return Path(chosen) if chosen else LOCK_DIR / "node_modules"
 
 
 def find() -> str | None:
-    """The node binary when node and both npm packages (at the pinned versions) are installed, else None."""
+    """The node binary when node and the pinned hyperformula package are installed, else None."""
     node = shutil.which("node")
     if node is None or not SCRIPT.is_file():
         return None
@@ -62,13 +71,94 @@ def install_hint() -> str:
             f"install it with: {install_command()}")
 
 
-def command(node: str, pairs: list[tuple[Path, Path]], *, use_cached: bool = False) -> list[str]:
-    """The node command that recalculates each (input, output) pair; use_cached (tests only) skips recalculation."""
-    args = [str(p) for pair in pairs for p in pair]
-    # A larger young generation: building the dependency graph allocates millions of short-lived objects, and
-    # V8's default scavenges so often that garbage collection takes a third of the run.
-    return [node, f"--max-old-space-size={HEAP_MB}", "--max-semi-space-size=64", str(SCRIPT),
-            *(["--cached"] if use_cached else []), str(node_modules()), *args]
+def recalculate(node: str, pairs: list[tuple[Path, Path]], work: Path, timeout: float,
+                run: Callable[[str, list[str], Path, float], str], *, use_cached: bool = False) -> str:
+    """Write each output .xlsx from its input with every formula's value computed by HyperFormula; return node's log.
+
+    ``run`` is engine.py's process runner (own process group, timeout). ``use_cached`` (tests only) hands
+    HyperFormula each formula's cached result instead of the formula, the shortcut the canary must catch.
+    """
+    jobs = []
+    for i, (src, _) in enumerate(pairs):
+        sent, got = work / f"hf-{i:03d}-in.json", work / f"hf-{i:03d}-out.json"
+        _export(src, sent, use_cached)
+        jobs.append((sent, got))
+    command = [node, f"--max-old-space-size={HEAP_MB}",
+               # A larger young generation: building the dependency graph allocates millions of short-lived
+               # objects, and with V8's default the scavenger takes a third of the run.
+               "--max-semi-space-size=64",
+               str(SCRIPT), str(node_modules()), *(str(p) for job in jobs for p in job)]
+    log = run("hyperformula", command, work, timeout)
+    for (sent, got), (_, dest) in zip(jobs, pairs):
+        if got.is_file():
+            _write_xlsx(sent, got, dest)
+    return log
+
+
+_PREFIXES = re.compile(r"_xlfn\.|_xlws\.", re.IGNORECASE)
+
+
+def _content(cell: Any) -> Any:
+    """A cell as HyperFormula's raw content: numbers and booleans as such, text quoted so that it stays text."""
+    value = cell.value
+    if cell.data_type == "f" or hasattr(value, "text"):  # an array formula is an object holding its text
+        text = value if isinstance(value, str) else value.text
+        return "=" + _PREFIXES.sub("", text.lstrip("="))  # Excel's prefixes of newer functions (_xlfn.STDEV.S)
+    if cell.data_type == "e":
+        return str(value)  # "#N/A" is HyperFormula's error literal
+    if isinstance(value, bool) or isinstance(value, (int, float)):
+        return value
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time, datetime.timedelta)):
+        from openpyxl.utils.datetime import to_excel
+
+        return to_excel(value)
+    return "'" + str(value)
+
+
+def _export(src: Path, dest: Path, use_cached: bool) -> None:
+    from xlconv.xlsxread import open_workbook
+
+    wb = open_workbook(src, data_only=use_cached)
+    try:
+        sheets, names = [], []
+        for ws in wb.worksheets:
+            cells = [[cell.row - 1, cell.column - 1, _content(cell)] for row in ws.iter_rows() for cell in row
+                     if cell.value is not None and cell.value != ""]
+            sheets.append({"name": ws.title, "cells": cells})
+            names += [{"name": n, "expression": "=" + d.value, "sheet": ws.title}
+                      for n, d in ws.defined_names.items() if d.value]
+        names += [{"name": n, "expression": "=" + d.value, "sheet": None}
+                  for n, d in wb.defined_names.items() if d.value and not n.startswith("_xlnm.")]
+    finally:
+        wb.close()
+    dest.write_text(json.dumps({"sheets": sheets, "names": names}), encoding="utf-8")
+
+
+def _write_xlsx(sent: Path, got: Path, dest: Path) -> None:
+    """The recalculated workbook: every typed value as read, every formula with HyperFormula's value cached."""
+    import xlsxwriter
+
+    book = json.loads(sent.read_text(encoding="utf-8"))
+    computed = {s["name"]: {(r, c): v for r, c, v in s["values"]} for s in json.loads(got.read_text())["sheets"]}
+    wb = xlsxwriter.Workbook(str(dest), {"constant_memory": True, "strings_to_numbers": False,
+                                         "strings_to_formulas": False, "strings_to_urls": False,
+                                         "nan_inf_to_errors": True})
+    for sheet in book["sheets"]:
+        ws = wb.add_worksheet(sheet["name"])
+        values = computed.get(sheet["name"], {})
+        for r, c, content in sorted(sheet["cells"], key=lambda cell: (cell[0], cell[1])):
+            if isinstance(content, str) and content.startswith("="):
+                value = values.get((r, c))
+                if isinstance(value, dict):
+                    value = value["error"]  # XlsxWriter writes Excel's error texts as error values
+                ws.write_formula(r, c, content, None, 0 if value is None else value)
+            elif isinstance(content, str):
+                ws.write_string(r, c, content[1:] if content.startswith("'") else content)
+            elif isinstance(content, bool):
+                ws.write_boolean(r, c, content)
+            else:
+                ws.write_number(r, c, content)
+    wb.close()
 
 
 def reports(output: str) -> list[dict]:
