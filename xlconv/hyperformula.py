@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import re
 import shutil
@@ -138,36 +139,53 @@ def _write_xlsx(sent: Path, got: Path, dest: Path) -> None:
     """The recalculated workbook: every typed value as read, every formula with HyperFormula's value cached."""
     import xlsxwriter
 
+    from xlconv.rowstream import RowStream
+
     book = json.loads(sent.read_text(encoding="utf-8"))
     computed = {s["name"]: {(r, c): v for r, c, v in s["values"]} for s in json.loads(got.read_text())["sheets"]}
-    wb = xlsxwriter.Workbook(str(dest), {"constant_memory": True, "strings_to_numbers": False,
-                                         "strings_to_formulas": False, "strings_to_urls": False,
-                                         "nan_inf_to_errors": True})
+    wb = xlsxwriter.Workbook(str(dest), {"constant_memory": True})
     for sheet in book["sheets"]:
-        ws = wb.add_worksheet(sheet["name"])
+        # XlsxWriter's write_formula runs dozens of regular expressions a cell; rows go in as ready XML instead.
+        stream = RowStream(wb.add_worksheet(sheet["name"]))
         values = computed.get(sheet["name"], {})
-        for r, c, content in sorted(sheet["cells"], key=lambda cell: (cell[0], cell[1])):
-            if isinstance(content, str) and content.startswith("="):
-                value = values.get((r, c))
-                if isinstance(value, dict):
-                    value = value["error"]  # XlsxWriter writes Excel's error texts as error values
-                ws.write_formula(r, c, content, None, 0 if value is None else value)
-            elif isinstance(content, str):
-                ws.write_string(r, c, content[1:] if content.startswith("'") else content)
-            elif isinstance(content, bool):
-                ws.write_boolean(r, c, content)
-            else:
-                ws.write_number(r, c, content)
+        cells = sorted(sheet["cells"], key=lambda cell: (cell[0], cell[1]))
+        start = 0
+        while start < len(cells):
+            r = cells[start][0]
+            end = start
+            while end < len(cells) and cells[end][0] == r:
+                end += 1
+            row = cells[start:end]
+            stream.row(r, (_cell_xml(stream.col(c) + str(r + 1), content, values.get((r, c)))
+                           for _, c, content in row), row[0][1], row[-1][1])
+            start = end
     wb.close()
 
 
-def reports(output: str) -> list[dict]:
-    """The runner's one JSON line per workbook (formulas, error cells, names HyperFormula refused, seconds)."""
-    found = []
-    for line in output.splitlines():
-        if line.startswith("{"):
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                continue
-    return found
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
+
+
+def _cell_xml(ref: str, content: Any, value: Any) -> str:
+    """One <c> element: a typed value, or a formula with its computed value cached (typed as Excel types it)."""
+    if isinstance(content, str) and content.startswith("="):
+        formula = f"<f>{content[1:].translate(_ESCAPES)}</f>"
+        if isinstance(value, dict):
+            return f'<c r="{ref}" t="e">{formula}<v>{str(value["error"]).translate(_ESCAPES)}</v></c>'
+        if isinstance(value, bool):
+            return f'<c r="{ref}" t="b">{formula}<v>{int(value)}</v></c>'
+        if isinstance(value, str):
+            return f'<c r="{ref}" t="str">{formula}<v>{value.translate(_ESCAPES)}</v></c>'
+        return f'<c r="{ref}">{formula}<v>{_number(0 if value is None else value)}</v></c>'
+    if isinstance(content, bool):
+        return f'<c r="{ref}" t="b"><v>{int(content)}</v></c>'
+    if isinstance(content, str):
+        if content.startswith("'"):
+            return f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{content[1:].translate(_ESCAPES)}</t></is></c>'
+        return f'<c r="{ref}" t="e"><v>{content.translate(_ESCAPES)}</v></c>'
+    return f'<c r="{ref}"><v>{_number(content)}</v></c>'
+
+
+def _number(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")  # neither openpyxl nor HyperFormula gives one
+    return repr(value) if isinstance(value, float) else str(int(value))
