@@ -212,3 +212,30 @@ def test_timeout_and_heap_cap_stop_node(tmp_path, shipped, monkeypatch):
     monkeypatch.setattr(hyperformula, "HEAP_MB", 4)  # far below what loading exceljs takes
     with pytest.raises(EngineError, match="hyperformula failed with exit status"):
         recalculate([shipped["lee-6x6"]], tmp_path / "out", engine=HF)
+
+
+@pytest.mark.hyperformula
+def test_the_trace_finds_its_first_pooled_cell_in_hyperformula_too(tmp_path):
+    # The first max-pool output a conv1 position feeds, ceil((pos - k)/s) + 1 at least 1, once read -INT(-x), which
+    # HyperFormula (INT truncating toward zero) got one too low at every other position.
+    import math
+
+    import xlsxwriter
+
+    from xlconv import formulas
+    from xlconv.cells import a1
+    from xlconv.record import CANARY_CELL, CANARY_FORMULA, CANARY_SHEET, CANARY_VALUE
+
+    path = tmp_path / "first.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("Main")
+    for pos in range(1, 56):
+        ws.write(pos - 1, 0, pos)
+        ws.write_formula(pos - 1, 1, formulas.pool_first(a1(pos - 1, 0), 3, 2), None, -1)
+    wb.add_worksheet(CANARY_SHEET).write_formula(CANARY_CELL, CANARY_FORMULA, None, CANARY_VALUE)
+    wb.close()
+    [out] = recalculate([path], tmp_path / "out", engine=HF)
+    wb2 = load_workbook(out, data_only=True, read_only=True)
+    got = [row[1] for row in wb2["Main"].iter_rows(values_only=True)]
+    wb2.close()
+    assert got == [max(1, math.ceil((pos - 3) / 2) + 1) for pos in range(1, 56)]
