@@ -29,7 +29,7 @@ SCRIPT = Path(__file__).resolve().parent / "js" / "recalc.cjs"
 # A checkout's pinned install folder; absent from an installed wheel, where XLCONV_NODE_MODULES says where.
 LOCK_DIR = Path(__file__).resolve().parent.parent / "engines" / "hyperformula"
 # V8's heap cap for one run, finite for a hostile workbook: the 2-channel AlexNet peaks near 1.1 GB of RSS
-# (the 64-channel one, 30 times the formulas, was not measured).
+# (the 64-channel one, about 3.5 times the formulas, was not measured).
 HEAP_MB = 8192
 
 
