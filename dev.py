@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".xlconv-install-stamp"
-ENGINE_BINARIES = ("soffice", "ssconvert", "pdftoppm")
-ENGINE_PACKAGES = ("libreoffice-calc-nogui", "gnumeric", "poppler-utils", "fonts-crosextra-carlito")
+ENGINE_BINARIES = ("soffice", "ssconvert", "pdftoppm", "node", "npm")
+ENGINE_PACKAGES = ("libreoffice-calc-nogui", "gnumeric", "poppler-utils", "fonts-crosextra-carlito", "nodejs", "npm")
+HF_DIR = ROOT / "engines" / "hyperformula"  # its package.json and package-lock.json pin HyperFormula
 USAGE = "usage: python3 dev.py build [args...] | python3 dev.py test [pytest args...]"
 
 
@@ -70,7 +71,29 @@ def install_fingerprint() -> str:
 
 
 def ensure_engines() -> None:
-    """Install LibreOffice, Gnumeric and poppler when missing and we may; otherwise say how."""
+    """Install LibreOffice, Gnumeric, poppler and node when missing and we may, then HyperFormula; otherwise say how."""
+    ensure_system_engines()
+    ensure_hyperformula()
+
+
+def ensure_hyperformula() -> None:
+    """npm ci the pinned HyperFormula into engines/hyperformula/node_modules unless it is there already."""
+    installed = HF_DIR / "node_modules" / ".package-lock.json"
+    lock = HF_DIR / "package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    command = ["npm", "ci", "--prefix", str(HF_DIR), "--ignore-scripts", "--no-audit", "--no-fund"]
+    if shutil.which("npm") is None:
+        print(f"dev.py: npm missing, HyperFormula tests will be skipped; install with: "
+              f"sudo apt-get install -y nodejs npm && {' '.join(command)}", flush=True)
+        return
+    print(f"dev.py: installing HyperFormula with {' '.join(command)}", flush=True)
+    # Not fatal: the hyperformula tests then skip (or fail under CI) and say why.
+    run(command)
+
+
+def ensure_system_engines() -> None:
+    """Install LibreOffice, Gnumeric, poppler and node (with npm) when missing and we may; otherwise say how."""
     missing = [b for b in ENGINE_BINARIES if shutil.which(b) is None]
     if not missing:
         return

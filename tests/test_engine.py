@@ -17,6 +17,7 @@ from xlconv.errors import EngineError, WorkbookError
 ENGINES = [
     pytest.param("libreoffice", marks=pytest.mark.libreoffice),
     pytest.param("gnumeric", marks=pytest.mark.gnumeric),
+    pytest.param("hyperformula", marks=pytest.mark.hyperformula),
 ]
 
 

@@ -21,7 +21,7 @@ LAYERS = {
     1: ["xlconv.reference", "xlconv.torch_reference", "xlconv.record", "xlconv.builtins"],
     2: ["xlconv.model"],
     3: ["xlconv.spec"],
-    4: ["xlconv.torchnet", "xlconv.book", "xlconv.rowstream", "xlconv.engine"],
+    4: ["xlconv.torchnet", "xlconv.book", "xlconv.rowstream", "xlconv.engine", "xlconv.hyperformula"],
     5: ["xlconv.sheets"],  # and every module below it
     6: ["xlconv.build", "xlconv.verify", "xlconv.safety", "xlconv.render"],
     7: ["xlconv.exercise", "xlconv.grade", "xlconv.flags", "xlconv.feedback", "xlconv.lms", "xlconv.loop"],

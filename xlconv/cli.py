@@ -103,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_build)
     v = sub.add_parser("verify", parents=[quiet], help="recalculate workbooks in a real engine and check every cell")
     v.add_argument("files", nargs="+", metavar="FILE")
-    v.add_argument("--engine", choices=("libreoffice", "gnumeric"), default="libreoffice")
+    v.add_argument("--engine", choices=("libreoffice", "gnumeric", "hyperformula"), default="libreoffice")
     v.add_argument("--tolerance", type=float, default=None,
                    help="largest accepted absolute difference (default: the workbook's own, 1e-6 for toy sheets)")
     v.add_argument("--timeout", type=float, default=600, help="seconds the engine may take (default: 600)")

@@ -1,4 +1,4 @@
-"""Recalculate .xlsx workbooks in a real spreadsheet engine (LibreOffice or Gnumeric).
+"""Recalculate .xlsx workbooks in a real spreadsheet engine (LibreOffice, Gnumeric or HyperFormula).
 
 Each input is copied with the cached value of its canary cell (``_xlconv!B1``,
 formula ``=21*2``) replaced by a wrong value; an output whose canary does not
@@ -21,20 +21,21 @@ from pathlib import Path
 
 from defusedxml import ElementTree
 
+from xlconv import hyperformula
 from xlconv.errors import EngineError, WorkbookError
 from xlconv.guards import input_file
 from xlconv.record import CANARY_CELL, CANARY_SHEET, CANARY_VALUE
 from xlconv.xlsxread import open_workbook
 
-ENGINES = ("libreoffice", "gnumeric")
+ENGINES = ("libreoffice", "gnumeric", "hyperformula")
 
 _POISON = "-1"
-BINARIES = {"libreoffice": "soffice", "gnumeric": "ssconvert"}
+BINARIES = {"libreoffice": "soffice", "gnumeric": "ssconvert", "hyperformula": "node"}
 INSTALL_COMMANDS = {
     "libreoffice": "apt-get install -y --no-install-recommends libreoffice-calc-nogui",
     "gnumeric": "apt-get install -y gnumeric",
 }
-_NAMES = {"libreoffice": "LibreOffice", "gnumeric": "Gnumeric"}
+_NAMES = {"libreoffice": "LibreOffice", "gnumeric": "Gnumeric", "hyperformula": "HyperFormula"}
 _NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 _NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
@@ -47,11 +48,15 @@ _NOISE = re.compile(r"^\(\S+:\d+\): [\w-]+-(WARNING|Message|DEBUG|INFO)\b|javald
 def find_engine(engine: str = "libreoffice") -> str | None:
     """Return the path of the engine's command-line binary, or None when it is not installed."""
     _check_engine_name(engine)
+    if engine == "hyperformula":  # node alone is not enough: the npm packages must be there too
+        return hyperformula.find()
     return shutil.which(BINARIES[engine])
 
 
 def install_hint(engine: str) -> str:
     """One line saying that an engine is missing and the command that installs it."""
+    if engine == "hyperformula":
+        return hyperformula.install_hint()
     return f"{_NAMES[engine]} ({BINARIES[engine]}) not found; install it with: {INSTALL_COMMANDS[engine]}"
 
 
@@ -89,6 +94,10 @@ def recalculate(
         targets = _output_names(sources, out_dir, engine)
         if engine == "libreoffice":
             outputs, stderr = _run_libreoffice(binary, inputs, work, timeout, _recalc_mode)
+        elif engine == "hyperformula":
+            outputs = [work / "out" / p.name for p in inputs]
+            stderr = hyperformula.recalculate(binary, list(zip(inputs, outputs)), work, timeout, _run,
+                                              use_cached=_recalc_mode != 0)
         else:
             outputs, stderr = _run_gnumeric(binary, inputs, work, timeout, _recalc_mode)
         for src, produced, target in zip(sources, outputs, targets):

@@ -316,8 +316,12 @@ def mean_over(cells: Sequence[str], divisor: str) -> str:
 
 def pool_first(pos: str, kernel_size: int, stride: int) -> str:
     """The first (1-based) output of a max pooling without padding whose window covers input position pos
-    (1-based): the windows start at (q - 1)*stride + 1 and span kernel_size cells."""
-    return f"=MAX(1,-INT(({kernel_size}-{pos})/{stride})+1)"
+    (1-based): the windows start at (q - 1)*stride + 1 and span kernel_size cells.
+
+    The ceiling of (pos - kernel_size)/stride is taken as INT of a shifted quotient, never as -INT(-x): INT of a
+    negative number floors in Excel and LibreOffice but truncates toward zero in HyperFormula, and where the
+    quotient here is negative MAX(1, ...) gives 1 either way."""
+    return f"=MAX(1,INT(({pos}-{kernel_size}+{stride - 1})/{stride})+1)"
 
 
 def pool_last(pos: str, stride: int, count: int) -> str:
