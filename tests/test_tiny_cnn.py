@@ -95,7 +95,8 @@ def test_workbook_records_every_gradient_and_step(tmp_path):
                  "pool1_grad", "relu1_grad", "conv1_grad", "fc_sgd", "filter2_sgd", "loss_after"]:
         assert recs[name][1], name
     shapes = {n: [(g.height, g.width) for g in recs[n][1]] for n in ("fc_grad", "filter3_grad", "conv1_bias_grad")}
-    assert shapes == {"fc_grad": [(10, 36)], "filter3_grad": [(3, 3)], "conv1_bias_grad": [(1, 1)] * 4}
+    # The dense weights and their gradient: one column per class (torch's row k), 36 rows, as on the first sheet.
+    assert shapes == {"fc_grad": [(36, 1)] * 10, "filter3_grad": [(3, 3)], "conv1_bias_grad": [(1, 1)] * 4}
     cell = wb["Tiny CNN gradients"].cell(recs["pool1_grad"][1][0].top + 1, recs["pool1_grad"][1][0].left + 1)
     assert cell.value.startswith("=")
 

@@ -181,6 +181,7 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
                                        f"{str(e)[:120]})")
                 report.mismatches += 1
                 continue
+            expected = [rec.fit(e) for e in expected]
             if rec.role == "output":
                 current[rec.name] = expected[0]
             for exp in expected:

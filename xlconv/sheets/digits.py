@@ -109,7 +109,8 @@ def write(book: Book, main: str, ex: Examples, accuracy_note: str) -> None:
         ws.set_row(r, 22.0)
     starts = [FIRST_ROW + b * lay.band_rows for b in range((n + PER_ROW - 1) // PER_ROW)]
     width_pt = (style.column_px(2) + PER_ROW * lay.map_cols * style.column_px(4.2)) * 0.75
-    landscape, breaks, scale, pages = style.plan_pages(points, starts, width_pt, repeat_points=points[0])
+    landscape, breaks, scale, pages = style.plan_pages(points, starts, width_pt, repeat_points=points[0],
+                                                       min_scale=0.55)  # the digits readable on paper
     style.page_setup(ws, landscape=landscape, breaks=breaks, repeat_rows=(0, 0) if pages > 1 else None, scale=scale)
     ws.set_zoom(style.fit_zoom((width_pt * 4 / 3, sum(points) * 4 / 3)))
     ws.freeze_panes(1, 0)
