@@ -35,7 +35,7 @@ from xlconv.book import Book
 from xlconv.guards import check_tolerance, input_file, parse_json, xml_text
 from xlconv.errors import ExerciseError, SpecError
 from xlconv.model import (AlexNetSpec, Conv, ConvSheetSpec, ConvTranspose, Flatten, GridSpec, Linear, Loss,
-                          SizeSheetSpec, Spec, check_shapes)
+                          SizeSheetSpec, Spec, check_shapes, compute)
 from xlconv.record import Block
 from xlconv.sheets.conv import DEFAULT_TOLERANCE, ConvSheet
 
@@ -162,15 +162,28 @@ def _pick_example(spec: ConvSheetSpec, vseed: int) -> ConvSheetSpec:
     ops = spec.ops
     note = spec.exercise_note
     if grid.exercise is None:
-        n = int(np.random.default_rng([vseed, _name_key(ex.grid)]).integers(len(ex.labels)))
+        rng = np.random.default_rng([vseed, _name_key(ex.grid)])
+        n = int(rng.integers(len(ex.labels)))
         label = int(ex.labels[n])
         grid = dataclasses.replace(grid, values=ex.values[n][None].astype(np.float64),
                                    source=f"shipped example {n + 1} (variant {vseed:012x})")
-        ops = tuple(dataclasses.replace(op, target=label) if isinstance(op, Loss) and op.loss == "cross_entropy"
-                    else op for op in ops)
-        note = note or (f"{spec.title}. Your digit is shipped test digit {n + 1}, a {label}: its pixels are typed in "
-                        f"the image and its class is the true class (the loss's target). The trained filters and "
-                        f"dense weights are as shipped.")
+        with_digit = dataclasses.replace(spec, grids=tuple(grid if g.name == ex.grid else g for g in spec.grids),
+                                         examples=None)
+        ce = [op for op in ops if isinstance(op, Loss) and op.loss == "cross_entropy"]
+        target = label
+        if ce:
+            # A trained net is sure of most digits: with their true class as the target the loss and every gradient
+            # would be about 0 (an all-zero answer would pass). The target is drawn from the classes it does not
+            # predict, so that the loss is large and the gradients are worth working out.
+            logits = compute(with_digit)[ce[0].input].ravel()
+            others = [c for c in range(logits.size) if c != int(np.argmax(logits))]
+            target = int(others[int(rng.integers(len(others)))])
+            ops = tuple(dataclasses.replace(op, target=target) if op in ce else op for op in ops)
+        note = note or (f"{spec.title}. Your digit is shipped test digit {n + 1}, a {label}, typed into the image; the "
+                        f"filters and dense weights are the trained ones. The loss's target is class {target}: drawn "
+                        f"for this exercise from the classes the network does not predict, so that the loss and its "
+                        f"gradients are large enough to work out (for a digit the network is sure of they are about "
+                        f"0).")
     grids = tuple(grid if g.name == ex.grid else g for g in spec.grids)
     return dataclasses.replace(spec, grids=grids, ops=ops, examples=None, exercise_note=note)
 

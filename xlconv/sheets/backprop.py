@@ -94,6 +94,11 @@ class GradSheet(ConvSheet):
         g = grids[k] if window is None else grids[k].window(*window)
         return on_sheet(sheet, g.ref(absolute=True)) if sheet else g.ref(absolute=True)
 
+    def every_cell(self, name: str) -> list[str]:
+        """Every cell of a value, channel by channel, row by row (C order), with its sheet's name when elsewhere."""
+        grids = self.grids_of(name)[1]
+        return [self.at(name, k, i, j) for k, g in enumerate(grids) for i in range(g.height) for j in range(g.width)]
+
     def every(self, name: str) -> list[str]:
         """Every cell of a one-channel value, row by row, absolute and with its sheet's name."""
         g = self.grids_of(name)[1][0]
@@ -138,8 +143,13 @@ class GradSheet(ConvSheet):
                          loss=self.loss.name, label=label)
 
     def shape_blocks(self, name: str, label: str) -> tuple[str, Sequence[str], tuple[int, int]]:
-        """A band block laid out like the value name."""
+        """A band block laid out like the value name (as drawn, when it is: a vector may be a row or a column)."""
         c, h, w = np.shape(self.values[name])
+        try:
+            grids = self.grids_of(name)[1]
+            c, h, w = len(grids), grids[0].height, grids[0].width
+        except SpecError:
+            pass
         return (label, [f"channel {k}" if c > 1 else "" for k in range(c)] if c > 1 else [""], (h, w))
 
     def heading(self, text: str) -> None:
@@ -272,8 +282,11 @@ class GradSheet(ConvSheet):
             divisor = n if loss.reduction == "mean" else 1
             self.heading(f"dL/d{x} = 2 (y - target) / {divisor}: the first step back")
             (grids,) = self.band([self.shape_blocks(x, f"dL/d{x}")])
-            self.grad_block(x, grids, lambda k, i, j: fx.mse_grad(self.at(x, k, i, j), self.at(target, k, i, j),
-                                                                   divisor), f"dL/d{x}")
+            ys, ts = self.every_cell(x), self.every_cell(target)  # C order: a row against a column pairs up too
+            hw = grids[0].height * grids[0].width
+            self.grad_block(x, grids, lambda k, i, j: fx.mse_grad(ys[k * hw + i * grids[0].width + j],
+                                                                   ts[k * hw + i * grids[0].width + j], divisor),
+                            f"dL/d{x}")
             self.note(grids[0].top, grids[0].left, f"The derivative of the squared error: 2 (y - t), divided by the "
                                                    f"{divisor} cells the mean divides by.")
 
@@ -718,10 +731,16 @@ class GradSheet(ConvSheet):
                 target = str(after.target)
                 n = int(np.size(self.values[after.input]))
                 divisor = n if after.reduction == "mean" else 1
-                pairs = [(self.span(after.input, k), self.span(target, k)) for k in range(len(self.grids_of(target)[1]))]
+                sheet, ys = self.grids_of(after.input)
+                tsheet, ts = self.grids_of(target)
+                if [(g.height, g.width) for g in ys] == [(g.height, g.width) for g in ts]:
+                    pairs = [(self.span(after.input, k), self.span(target, k)) for k in range(len(ts))]
+                    mse = fx.mse(pairs, divisor)
+                else:
+                    mse = fx.squared_error(list(zip(self.every_cell(after.input), self.every_cell(target))), divisor)
 
                 def formula(k: int, i: int, j: int) -> str:
-                    return fx.mse(pairs, divisor)
+                    return mse
                 info = dict(op="mse", input=after.input, target=target, reduction=after.reduction)
             nf = "0.0000"
         else:  # pragma: no cover - check_training keeps conv_transpose off the loss's path

@@ -530,7 +530,8 @@ class ConvSheet:
         top, left = out_grids[0].top, right + 2
         if len(out_grids) > 2 and left + SIZE_TABLE_COLUMNS > WIDE_COLUMNS:
             # Beside many maps the table would widen the whole sheet (and shrink its print): under the first map.
-            top, left = out_grids[0].bottom + 3, out_grids[0].left - 1
+            lowest = max(g.bottom for g in out_grids + list(placed.get("check") or []))
+            top, left = lowest + 3, out_grids[0].left - 1
             self.row = max(self.row, top + 4)
         panels.size_table(self, op, src, out_grids, kernel=(kh, kw), top=top,
                           left=left, kernel_grid=self.placed[op.weight[0]].grids[0])

@@ -5,7 +5,7 @@ pick cell, the predicted class and the picked digit's true class."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -179,6 +179,21 @@ def _flatten_linear(sheet: ConvSheet, op: Flatten, lin: Linear) -> None:
     sheet.row = lg.bottom + 2
 
 
+def mse_formula(ys: list[Grid], ts: list[Grid], divisor: int, sheet_of: Callable[[str], str] = str) -> str:
+    """MSE of an output and a target: SUMXMY2 per channel when their grids have the same shape, else cell by cell
+    in C order (a row of probabilities against a column of targets); sheet_of qualifies a range or cell."""
+    if [(g.height, g.width) for g in ys] == [(g.height, g.width) for g in ts]:
+        return fx.mse([(sheet_of(y.ref(absolute=True)), sheet_of(t.ref(absolute=True))) for y, t in zip(ys, ts)],
+                      divisor)
+    return fx.squared_error(list(zip([sheet_of(c) for c in every_cell(ys)], [sheet_of(c) for c in every_cell(ts)])),
+                            divisor)
+
+
+def every_cell(grids: list[Grid]) -> list[str]:
+    """The absolute address of every cell of a block, channel by channel, row by row (C order)."""
+    return [c for g in grids for c in cells_of(g)]
+
+
 def reserve(sheet: ConvSheet) -> dict[str, Grid]:
     """The prediction band under the inputs, so that a student sees it on the opening screen: the pick cell (with
     [examples]), the classes over their probabilities (the softmax block, heat-coloured), the predicted class, the
@@ -208,7 +223,7 @@ def reserve(sheet: ConvSheet) -> dict[str, Grid]:
     blocks.append(("predicted class", [""], (1, 1)))
     keys.append("predicted")
     if loss is not None or ex is not None:
-        blocks.append(("true class", [""], (1, 1)))
+        blocks.append(("true class" if ex is not None else "target class", [""], (1, 1)))
         keys.append("label")
     if loss is not None:
         blocks.append(("loss", [""], (1, 1)))
@@ -290,7 +305,7 @@ def _softmax(sheet: ConvSheet, op: Softmax) -> None:
     ex = sheet.spec.examples
     blocks.append(("predicted class", [""], (1, 1)))
     if ex is not None:
-        blocks.append(("true class", [""], (1, 1)))
+        blocks.append(("true class" if ex is not None else "target class", [""], (1, 1)))
     placed = sheet.band(blocks)
     cg, g, pg = placed[0][0], placed[1][0], placed[2][0]
     classes = np.arange(n, dtype=np.float64).reshape(x.height, x.width)
@@ -419,8 +434,8 @@ def _loss(sheet: ConvSheet, op: Loss) -> None:
     sheet.op_title(op, f"F.mse_loss({op.input}, {target}, reduction=\"{op.reduction}\"): SUM((y - t)^2)"
                        + (f" / {n}" if divisor != 1 else ""))
     (g,), = sheet.band([(f"{op.label} (MSE)", [""], (1, 1))])
-    pairs = [(yg.ref(absolute=True), tg_.ref(absolute=True)) for yg, tg_ in zip(src.grids, tsrc.grids)]
-    sheet.write_grid(g, "output", vals[0], lambda i, j: fx.mse(pairs, divisor), num_format="0.0000",
+    formula = mse_formula(src.grids, tsrc.grids, divisor)
+    sheet.write_grid(g, "output", vals[0], lambda i, j: formula, num_format="0.0000",
                      fmt=style.cell(sheet.book, "output", "0.0000", bold=True))
     sheet.note(g.top, g.left, "Mean squared error: the squared differences of output and target, added up"
                               + (f" and divided by the {n} cells (reduction mean)" if divisor != 1 else "") + ".")
