@@ -227,6 +227,10 @@ def test_gnumeric_recalculates_the_tiny_cnn(tmp_path):
 def test_shipped_tiny_cnn_builds_and_verifies(tmp_path):
     (r,) = verify([build("tiny-cnn-digits", tmp_path)])
     assert r.ok, r.lines()
+    # The Digits sheet holds typed examples only: the report says so, and what is checked against them.
+    digits_line = next(line for line in r.lines() if ": Digits: " in line)
+    assert re.search(r"Digits: 1300 typed input cells, no formulas to recompute; the picked example \(image and "
+                     r"loss_target on 'Tiny CNN'\) is checked against them: ok$", digits_line), digits_line
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="tiny-cnn-digits.toml is written by tools/train_tiny_cnn.py and "

@@ -208,7 +208,9 @@ def reserve(sheet: ConvSheet) -> dict[str, Grid]:
                  and op.input == soft.input), None)
     ex = spec.examples
     sheet.start_band()
-    sheet.label(sheet.row, 1, "The prediction: pick another digit (or type pixels) and watch it change", bold=True)
+    sheet.label(sheet.row, 1, "The prediction: pick another digit (or type pixels) and watch it change" if ex is not None
+                else "The prediction: the probability of each class, the predicted class, the target and the loss",
+                bold=True)
     sheet.row_points[sheet.row] = style.OP_TITLE_ROW_POINTS
     sheet.row += 1
     blocks: list[tuple[str, list[str], tuple[int, int]]] = []
