@@ -183,8 +183,9 @@ class GradSheet(ConvSheet):
 
     # -- the sheet -----------------------------------------------------------------------------------------------
 
-    def build(self) -> None:
-        """Write the whole sheet (on the same sheet: the bands only, then hand the layout back to the forward one)."""
+    def build(self, finish: bool = True) -> None:
+        """Write the whole sheet (on the same sheet: the bands only, then hand the layout back to the forward one,
+        which finishes it)."""
         if self.same_sheet:
             self.start_band()
             self.ws.write_string(self.row, 1, "Backpropagation: dL/d(each block), from the loss back, by the chain "
@@ -206,7 +207,8 @@ class GradSheet(ConvSheet):
             self.fwd.row, self.fwd.max_col = self.row, max(self.fwd.max_col, self.max_col)
             self.fwd.widest = max(self.fwd.widest, self.widest)
             return
-        self._finish()
+        if finish:
+            self._finish()
 
     def sheet_note(self) -> str:
         """What the sheet shows, in the lecture's terms."""

@@ -378,14 +378,14 @@ def _loss(sheet: ConvSheet, op: Loss) -> None:
     if op.loss == "cross_entropy" and "loss" in sheet.reserved:
         tg, g = sheet.reserved["label"], sheet.reserved["loss"]
         ex = sheet.spec.examples
-        target_info: dict[str, object] = {}
+        picked: dict[str, object] = {}
         if ex is not None and sheet.label_cell:
-            target_info = dict(examples=digits.LABELS, pick=digits.PICK)  # written with the pick, INDEX by it
+            picked = dict(examples=digits.LABELS, pick=digits.PICK)  # written with the pick, INDEX by it
         else:
             sheet.write_grid(tg, "input", np.array([[float(op.target)]]),
                              fmt=style.cell(sheet.book, "input", "0", bold=True, font_size=14))
             sheet.note(tg.top, tg.left, "The true class: the target of the cross-entropy loss.")
-        sheet.book.record(f"{op.name}_target", "input", sheet.spec.sheet, [tg], label="target class", **target_info)
+        sheet.book.record(f"{op.name}_target", "input", sheet.spec.sheet, [tg], label="target class", **picked)
         sheet.place(f"{op.name}_target", [tg], np.array([[[op.target]]]))
         rng = x.ref(absolute=True)
 
