@@ -456,7 +456,11 @@ def _write_all(parsed: ExerciseSpec, out: Path, tmp: Path, eid: str, seed: int, 
          str(old.get("key_file", "")), str(old.get("variant_seed", ""))] for old in kept] + [
         [v.student.id, v.student.name, v.student_file, v.key_file, str(v.seed)] for v in variants]
     write_text(tmp / INDEX, _csv_text(rows))
-    return ExerciseResult(out, eid, seed, variants, sorted(randomized), out / INDEX, out / MANIFEST)
+    drawn = sorted(randomized)
+    ex = parsed.examples if isinstance(parsed, ConvSheetSpec) else None
+    if ex is not None and ex.grid not in randomized:
+        drawn.append(f"{ex.grid} (a shipped example per variant, and a target class)")
+    return ExerciseResult(out, eid, seed, variants, drawn, out / INDEX, out / MANIFEST)
 
 
 def _check_out_dir(out: Path, eid: str, seed: int) -> list[dict[str, Any]]:
