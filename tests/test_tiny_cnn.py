@@ -95,7 +95,8 @@ def test_workbook_records_every_gradient_and_step(tmp_path):
                  "pool1_grad", "relu1_grad", "conv1_grad", "fc_sgd", "filter2_sgd", "loss_after"]:
         assert recs[name][1], name
     shapes = {n: [(g.height, g.width) for g in recs[n][1]] for n in ("fc_grad", "filter3_grad", "conv1_bias_grad")}
-    assert shapes == {"fc_grad": [(10, 36)], "filter3_grad": [(3, 3)], "conv1_bias_grad": [(1, 1)] * 4}
+    # The dense weights and their gradient: one column per class (torch's row k), 36 rows, as on the first sheet.
+    assert shapes == {"fc_grad": [(36, 1)] * 10, "filter3_grad": [(3, 3)], "conv1_bias_grad": [(1, 1)] * 4}
     cell = wb["Tiny CNN gradients"].cell(recs["pool1_grad"][1][0].top + 1, recs["pool1_grad"][1][0].left + 1)
     assert cell.value.startswith("=")
 
@@ -226,6 +227,10 @@ def test_gnumeric_recalculates_the_tiny_cnn(tmp_path):
 def test_shipped_tiny_cnn_builds_and_verifies(tmp_path):
     (r,) = verify([build("tiny-cnn-digits", tmp_path)])
     assert r.ok, r.lines()
+    # The Digits sheet holds typed examples only: the report says so, and what is checked against them.
+    digits_line = next(line for line in r.lines() if ": Digits: " in line)
+    assert re.search(r"Digits: 1300 typed input cells, no formulas to recompute; the picked example \(image and "
+                     r"loss_target on 'Tiny CNN'\) is checked against them: ok$", digits_line), digits_line
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="tiny-cnn-digits.toml is written by tools/train_tiny_cnn.py and "

@@ -34,8 +34,8 @@ from xlconv.atomic import atomic_folder, write_text
 from xlconv.book import Book
 from xlconv.guards import check_tolerance, input_file, parse_json, xml_text
 from xlconv.errors import ExerciseError, SpecError
-from xlconv.model import (AlexNetSpec, Conv, ConvSheetSpec, ConvTranspose, GridSpec, SizeSheetSpec, Spec,
-                          check_shapes)
+from xlconv.model import (AlexNetSpec, Conv, ConvSheetSpec, ConvTranspose, Flatten, GridSpec, Linear, Loss,
+                          SizeSheetSpec, Spec, check_shapes, compute)
 from xlconv.record import Block
 from xlconv.sheets.conv import DEFAULT_TOLERANCE, ConvSheet
 
@@ -147,7 +147,45 @@ def make_variant_spec(spec: ExerciseSpec, vseed: int) -> ExerciseSpec:
         lo, hi = (int(x) for x in g.exercise)
         grids.append(dataclasses.replace(g, values=draw_grid(g, vseed),
                                          source=f"random integers {lo} to {hi} (variant {vseed:012x})"))
-    return dataclasses.replace(spec, grids=tuple(grids))
+    out = dataclasses.replace(spec, grids=tuple(grids))
+    return _pick_example(out, vseed) if spec.examples is not None else out
+
+
+def _pick_example(spec: ConvSheetSpec, vseed: int) -> ConvSheetSpec:
+    """An exercise of a spec with [examples] is one sheet of typed inputs (grading reads one sheet): no Digits sheet
+    and no pick cell. Each variant gets its own shipped example, drawn from the variant seed, typed into the image,
+    with its true class as the cross-entropy target; when the image has an exercise range it is drawn instead and
+    the spec's target stays."""
+    ex = spec.examples
+    assert ex is not None
+    grid = spec.grid(ex.grid)
+    ops = spec.ops
+    note = spec.exercise_note
+    if grid.exercise is None:
+        rng = np.random.default_rng([vseed, _name_key(ex.grid)])
+        n = int(rng.integers(len(ex.labels)))
+        label = int(ex.labels[n])
+        grid = dataclasses.replace(grid, values=ex.values[n][None].astype(np.float64),
+                                   source=f"shipped example {n + 1} (variant {vseed:012x})")
+        with_digit = dataclasses.replace(spec, grids=tuple(grid if g.name == ex.grid else g for g in spec.grids),
+                                         examples=None)
+        ce = [op for op in ops if isinstance(op, Loss) and op.loss == "cross_entropy"]
+        target = label
+        if ce:
+            # A trained net is sure of most digits: with their true class as the target the loss and every gradient
+            # would be about 0 (an all-zero answer would pass). The target is drawn from the classes it does not
+            # predict, so that the loss is large and the gradients are worth working out.
+            logits = compute(with_digit)[ce[0].input].ravel()
+            others = [c for c in range(logits.size) if c != int(np.argmax(logits))]
+            target = int(others[int(rng.integers(len(others)))])
+            ops = tuple(dataclasses.replace(op, target=target) if op in ce else op for op in ops)
+        note = note or (f"{spec.title}. Your digit is shipped test digit {n + 1}, a {label}, typed into the image; the "
+                        f"filters and dense weights are the trained ones. The loss's target is class {target}: drawn "
+                        f"for this exercise from the classes the network does not predict, so that the loss and its "
+                        f"gradients are large enough to work out (for a digit the network is sure of they are about "
+                        f"0).")
+    grids = tuple(grid if g.name == ex.grid else g for g in spec.grids)
+    return dataclasses.replace(spec, grids=grids, ops=ops, examples=None, exercise_note=note)
 
 
 def read_grid_csv(paths: Sequence[str | Path]) -> np.ndarray:
@@ -296,9 +334,19 @@ def root_values(spec: ExerciseSpec) -> dict[str, np.ndarray]:
 
         return {k: np.asarray(v, dtype=np.float64) for k, v in layer_inputs(spec).items()}
     values = {g.name: g.values for g in spec.grids}
+    flattens = {op.name for op in spec.ops if isinstance(op, Flatten)}
     for op in spec.ops:
         if isinstance(op, (Conv, ConvTranspose)) and op.bias is not None:
             values[f"{op.name}_bias"] = np.asarray(op.bias, dtype=np.float64)[:, None, None]
+        elif isinstance(op, Linear) and op.input in flattens:  # laid out one column per output (sheets/dense.py)
+            w = values[op.weight]
+            values[op.weight] = w.reshape(w.shape[1], w.shape[2], 1)
+            if op.bias is not None:
+                values[f"{op.name}_bias"] = np.asarray(op.bias, dtype=np.float64)[None, None, :]
+        elif isinstance(op, Linear) and op.bias is not None:
+            values[f"{op.name}_bias"] = np.asarray(op.bias, dtype=np.float64)[None, :, None]
+        elif isinstance(op, Loss) and op.loss == "cross_entropy":
+            values[f"{op.name}_target"] = np.array([[[float(op.target)]]])
     return values
 
 
@@ -321,7 +369,13 @@ def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolera
 
             size.build_sheet(book, spec, mode=mode, self_check=self_check, tolerance=tolerance, info=info)
         else:
-            ConvSheet(book, spec, mode=mode, self_check=self_check, tolerance=tolerance, info=info).build()
+            sheet = ConvSheet(book, spec, mode=mode, self_check=self_check, tolerance=tolerance, info=info)
+            sheet.build(finish=not spec.wrt)
+            if spec.wrt:  # the backward pass on the same sheet, its gradient blocks answers like any other
+                from xlconv.sheets import backprop
+
+                backprop.append(sheet)
+                sheet.finish()
     return list(book.blocks)
 
 
@@ -364,9 +418,11 @@ def _write_all(parsed: ExerciseSpec, out: Path, tmp: Path, eid: str, seed: int, 
                earlier: list[dict[str, Any]], self_check: bool, tolerance: float) -> ExerciseResult:
     """Every variant's files, the manifest and the index, written into tmp (moved to out by the caller)."""
     layout = None
+    answers: list[str] = []
     for v in variants:
         key_blocks = _write(tmp / v.key_file, v, eid, "key", self_check, tolerance)
         student_blocks = _write(tmp / v.student_file, v, eid, "student", self_check, tolerance)
+        answers = [b.name for b in student_blocks if b.role == "answer"]
         cells = [(b.name, b.grids) for b in key_blocks]
         if cells != [(b.name, b.grids) for b in student_blocks] or (
                 layout is not None and cells != [(b.name, b.grids) for b in layout]):
@@ -389,7 +445,7 @@ def _write_all(parsed: ExerciseSpec, out: Path, tmp: Path, eid: str, seed: int, 
         "sheet": parsed.sheet, "seed": seed, "self_check": self_check, "tolerance": tolerance,
         "randomized": randomized,
         "blocks": [b.to_json() for b in layout],
-        "answers": [b.name for b in layout if b.role == "output"],
+        "answers": answers,
         "variants": kept + [{"student_id": v.student.id, "name": v.student.name, "variant_seed": v.seed,
                              "variant_id": v.id, "student_file": v.student_file, "key_file": v.key_file,
                              "inputs": {k: a.tolist() for k, a in root_values(v.spec).items()}} for v in variants],
@@ -400,7 +456,11 @@ def _write_all(parsed: ExerciseSpec, out: Path, tmp: Path, eid: str, seed: int, 
          str(old.get("key_file", "")), str(old.get("variant_seed", ""))] for old in kept] + [
         [v.student.id, v.student.name, v.student_file, v.key_file, str(v.seed)] for v in variants]
     write_text(tmp / INDEX, _csv_text(rows))
-    return ExerciseResult(out, eid, seed, variants, sorted(randomized), out / INDEX, out / MANIFEST)
+    drawn = sorted(randomized)
+    ex = parsed.examples if isinstance(parsed, ConvSheetSpec) else None
+    if ex is not None and ex.grid not in randomized:
+        drawn.append(f"{ex.grid} (a shipped example per variant, and a target class)")
+    return ExerciseResult(out, eid, seed, variants, drawn, out / INDEX, out / MANIFEST)
 
 
 def _check_out_dir(out: Path, eid: str, seed: int) -> list[dict[str, Any]]:

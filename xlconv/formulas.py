@@ -381,6 +381,13 @@ def mse(pairs: Sequence[tuple[str, str]], divisor: int) -> str:
     return f"=({total_})/{divisor}" if divisor != 1 else f"={total_}"
 
 
+def squared_error(pairs: Sequence[tuple[str, str]], divisor: int) -> str:
+    """F.mse_loss cell by cell: the squared difference of each (output, target) cell pair, summed, over divisor (for
+    an output and target of different shapes, such as a row of probabilities and a column of targets)."""
+    total_ = "+".join(f"({y}-{t})^2" for y, t in pairs)
+    return f"=({total_})/{divisor}" if divisor != 1 else f"={total_}"
+
+
 def predicted_class(cells: str) -> str:
     """The 0-based position of the largest value (the first when several tie), as torch's argmax."""
     return f"=MATCH(MAX({cells}),{cells},0)-1"

@@ -135,7 +135,7 @@ class Key:
             for rec in self.records:
                 if rec.role not in ("padded", "dilated", "output"):
                     continue
-                results = expected_block(rec, cur, None, self.records)
+                results = [rec.fit(r) for r in expected_block(rec, cur, None, self.records)]
                 for other in results[1:]:
                     if other.shape != results[0].shape or not np.allclose(other, results[0], rtol=1e-12, atol=1e-9):
                         raise VerifyError(f"{rec.name}: NumPy and torch disagree on the right answers")
@@ -163,8 +163,10 @@ def load_key(folder: str | Path) -> Key:
             raise ExerciseError(f"{path}: manifest format {doc['format']!r}, this xlconv reads {MANIFEST_FORMAT}")
         records = [Block.from_json(b, f"{path}: blocks[{n}]") for n, b in enumerate(doc["blocks"])]
         variants = {v["student_id"]: v for v in doc["variants"]}
+        asked = doc.get("answers")  # the answer blocks (older manifests: every output block)
+        answers = [r for r in records if r.role == "output" and (not isinstance(asked, list) or r.name in asked)]
         key = Key(path.parent, doc["exercise_id"], doc["sheet"], float(doc["tolerance"]), records,
-                  [r for r in records if r.role == "output"], [r for r in records if r.role in ROOT_ROLES], variants,
+                  answers, [r for r in records if r.role in ROOT_ROLES], variants,
                   str(doc.get("title", ""))[:300])
     except WorkbookError as e:
         raise ExerciseError(str(e)) from None

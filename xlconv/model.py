@@ -195,6 +195,7 @@ class ConvSheetSpec:
     wrt: tuple[str, ...] = ()  # [gradients] wrt: the grids whose gradients the workbook draws
     lr: float | None = None  # [sgd] lr: one SGD step on them, and the loss after it
     examples: Examples | None = None  # [examples]: digits to pick from
+    exercise_answers: tuple[str, ...] = ()  # [exercise] answers: the blocks an exercise asks for (default: see sheets)
     kind = "conv"
 
     def grid(self, name: str) -> GridSpec:

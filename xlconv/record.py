@@ -62,6 +62,19 @@ class Block:
         """The absolute A1 range of each grid."""
         return [g.ref(absolute=True) for g in self.grids]
 
+    def fit(self, values: Any) -> Any:
+        """values (C, H, W) in the block's own layout: a vector (a flatten row, a logits column) may be laid out as a
+        row or a column on the sheet, whichever reads best, so a vector of the same length takes the grids' shape;
+        anything else is returned as it is (a real mismatch stays visible)."""
+        import numpy as np
+
+        a = np.asarray(values)
+        shape = (len(self.grids), self.grids[0].height, self.grids[0].width) if self.grids else a.shape
+        if a.shape != shape and a.size == int(np.prod(shape)) and sum(d > 1 for d in a.shape) <= 1 \
+                and sum(d > 1 for d in shape) <= 1:
+            return a.reshape(shape)
+        return a
+
     def defined_names(self) -> list[tuple[str, Grid]]:
         """The workbook names of the grids: the block's name, or name_c0, name_c1, ... for several channels."""
         if len(self.grids) == 1:

@@ -200,7 +200,7 @@ def cross_entropy(x: np.ndarray, target: int) -> np.ndarray:
 
 def mse_loss(y: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
     """F.mse_loss with reduction "mean" or "sum", as (1, 1, 1)."""
-    d = np.asarray(y, dtype=np.float64) - np.asarray(target, dtype=np.float64)
+    d = np.asarray(y, dtype=np.float64) - np.asarray(target, dtype=np.float64).reshape(np.shape(y))
     s = float((d * d).sum())
     return np.array([[[s / d.size if reduction == "mean" else s]]])
 
@@ -322,7 +322,8 @@ def backward(nodes: Sequence[Node], values: Mapping[str, np.ndarray], loss: str)
             p[t] -= 1.0
             add(n.input, p * float(g.ravel()[0]))
         elif n.op == "mse":
-            d = np.asarray(x, dtype=np.float64) - values[str(n.target)]
+            # element by element in C order: a vector target may be a column where the input is a row
+            d = np.asarray(x, dtype=np.float64) - np.reshape(values[str(n.target)], np.shape(x))
             add(n.input, 2 * d / (d.size if a.get("reduction", "mean") == "mean" else 1) * float(g.ravel()[0]))
         elif n.op == "softmax":
             p = values[n.name]

@@ -158,22 +158,49 @@ def loads(text: str, path: str = "<spec>", base: Path | None = None) -> Spec:
         top.fail("grids", "must be a table of named grids")
     grids = tuple(_grid(path, gname, g, base or Path(".")) for gname, g in grids_doc.items())
     ops = dependency_order(_ops(top, path), [g.name for g in grids])
-    exercise_note = _exercise_note(path, top)
+    exercise_note, answers = _exercise(path, top)
     wrt, lr, examples = _training(path, top)
     top.done()
-    spec = ConvSheetSpec(path, name, title, sheet, note, grids, ops, exercise_note, wrt, lr, examples)
+    spec = ConvSheetSpec(path, name, title, sheet, note, grids, ops, exercise_note, wrt, lr, examples, answers)
     check_shapes(spec)
+    _check_answers(spec)
     return spec
 
 
 def _exercise_note(path: str, top: _Fields) -> str:
-    """The optional [exercise] table's note."""
+    """The optional [exercise] table's note (an output-size sheet's [exercise] has nothing else)."""
     if not top.has("exercise"):
         return ""
     ex = _Fields(path, "exercise", top.raw("exercise"))
     note = ex.text("note", "")
     ex.done()
     return note
+
+
+def _exercise(path: str, top: _Fields) -> tuple[str, tuple[str, ...]]:
+    """The optional [exercise] table of a conv sheet: its note, and answers (the blocks an exercise asks for)."""
+    if not top.has("exercise"):
+        return "", ()
+    ex = _Fields(path, "exercise", top.raw("exercise"))
+    note = ex.text("note", "")
+    answers: tuple[str, ...] = ()
+    if ex.has("answers"):
+        names = ex.raw("answers")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            ex.fail("answers", f"must be a non-empty list of op or gradient block names, got {_show(names)}")
+        answers = tuple(names)
+    ex.done()
+    return note, answers
+
+
+def _check_answers(spec: ConvSheetSpec) -> None:
+    """[exercise] answers names ops, or gradient blocks "<value>_grad" of a spec with [gradients]."""
+    ops = [op.name for op in spec.ops]
+    grads = [f"{v}_grad" for v in list(spec.wrt) + ops] if spec.wrt else []
+    for n in spec.exercise_answers:
+        if n not in ops and n not in grads:
+            raise SpecError(f"{spec.path}: exercise.answers: {n!r} is not an op" + (" or a gradient block" if grads
+                            else "") + f" (choose from {', '.join(ops + grads)})")
 
 
 MAX_EXAMPLES = 200  # shipped digits a student picks from: a list, not a data set

@@ -128,7 +128,8 @@ def mse_loss(y: ArrayLike, target: ArrayLike, reduction: str = "mean") -> np.nda
     """F.mse_loss with reduction "mean" or "sum", as (1, 1, 1), in float64."""
     import torch.nn.functional as F
 
-    return F.mse_loss(_t(y), _t(target), reduction=reduction).reshape(1, 1, 1).numpy()
+    y_ = _t(y)
+    return F.mse_loss(y_, _t(target).reshape(y_.shape), reduction=reduction).reshape(1, 1, 1).numpy()
 
 
 def autograd(nodes: Sequence[Node], roots: Mapping[str, ArrayLike], loss: str) -> dict[str, np.ndarray]:
@@ -168,7 +169,8 @@ def autograd(nodes: Sequence[Node], roots: Mapping[str, ArrayLike], loss: str) -
             y = F.cross_entropy(x.reshape(1, -1), target).reshape(1, 1, 1)
         elif n.op == "mse":
             assert n.target is not None, "an mse node names its target"
-            y = F.mse_loss(x, t[n.target].detach(), reduction=a.get("reduction", "mean")).reshape(1, 1, 1)
+            y = F.mse_loss(x, t[n.target].detach().reshape(x.shape),
+                           reduction=a.get("reduction", "mean")).reshape(1, 1, 1)
         else:
             raise ValueError(f"{n.name}: torch has no op {n.op!r} here")
         y.retain_grad()

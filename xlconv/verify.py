@@ -34,6 +34,8 @@ class SheetReport:
     max_diff: float = 0.0
     failures: list[str] = field(default_factory=list)
     mismatches: int = 0
+    inputs: int = 0  # typed input cells read (a sheet of them only, such as Digits, has nothing to recompute)
+    feeds: set[tuple[str, str]] = field(default_factory=set)  # (block, sheet) checked against these inputs
 
     @property
     def ok(self) -> bool:
@@ -65,6 +67,13 @@ class Report:
         out = []
         for s in self.sheets:
             status = "ok" if s.ok else "FAIL"
+            if s.cells == 0 and s.inputs and not s.failures:
+                names = " and ".join(name for name, _ in sorted(s.feeds))
+                where = ", ".join(sorted({repr(sheet) for _, sheet in s.feeds}))
+                used = f"; the picked example ({names} on {where}) is checked against them" if s.feeds else ""
+                out.append(f"{self.path}: {s.sheet}: {s.inputs} typed input cells, no formulas to recompute{used}: "
+                           f"{status}")
+                continue
             out.append(f"{self.path}: {s.sheet}: {s.cells} cells checked against NumPy and torch after {self.engine}, "
                        f"largest |difference| {s.max_diff:.3g} (tolerance {self.tolerance:g}): {status}")
             out += [f"  {f}" for f in s.failures]
@@ -145,6 +154,10 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
         for rec in checked:
             bar.describe(f"verify: {rec.sheet}!{rec.name}")
             _check_block(rec, cells, current, sheets[rec.sheet], tol, blocks)
+            for source in (rec.info.get("examples"), rec.info.get("pick")) if rec.role in ROOT_ROLES else ():
+                src = next((r for r in blocks if r.name == source), None)
+                if src is not None and src.sheet != rec.sheet:  # the picked digit: checked against Digits
+                    sheets[src.sheet].feeds.add((rec.name, rec.sheet))
             bar.update()
     return Report(Path(original or recalculated), engine, tol, list(sheets.values()))
 
@@ -160,6 +173,7 @@ def _check_block(rec: Block, cells: _Cells, current: dict[str, np.ndarray], repo
             report.failures.append(f"{rec.sheet}!{rec.grids[k].cell(i, j)} ({rec.name}) is not a number: it is "
                                    f"{cells.describe(rec, k, i, j)}")
         current[rec.name] = got
+        report.inputs += got.size
         _check_picked(report, rec, current, got, cells)
         return
     try:
@@ -174,6 +188,7 @@ def _check_block(rec: Block, cells: _Cells, current: dict[str, np.ndarray], repo
                                f"{str(e)[:120]})")
         report.mismatches += 1
         return
+    expected = [rec.fit(e) for e in expected]
     if rec.role == "output":
         current[rec.name] = expected[0]
     for exp in expected:

@@ -33,6 +33,10 @@ def exercise_note(sheet: ConvSheet) -> str:
         text += (f"Type the value of every cell of each yellow answer grid (a number such as 3, -1 or 0.25; "
                  f"answers within {tol} of the right value count). The inputs and kernels are protected "
                  f"(no password) so they cannot be changed by accident; changed inputs are flagged when graded.")
+    every = {op.name for op in s.ops}
+    if sheet.answer_names and sheet.answer_names != every:
+        text += (" Fill in the yellow blocks: " + ", ".join(sorted(sheet.answer_names)) + "; every other block is a "
+                 "live formula, computed from your answers where it reads them (so a wrong answer shows downstream).")
     if sheet.checking:
         text += (f" The grid beside each answer grid shows {fx.CHECK_RIGHT} or {fx.CHECK_WRONG} as you type "
                  f"(? for text), and the score at the top counts the ticks. Those checks recompute the answer "
@@ -40,9 +44,13 @@ def exercise_note(sheet: ConvSheet) -> str:
     return text
 
 
-def answer(sheet: ConvSheet, op: Op, k: int, g: Grid, values: np.ndarray, formula: Callable[[int, int], str],
-           checks: list[Grid] | None) -> None:
-    """One channel of an answer grid: the key's formulas, or the student's blank unlocked cells; and its checks."""
+def answer(sheet: ConvSheet, op: Op | str, k: int, g: Grid, values: np.ndarray, formula: Callable[[int, int], str],
+           checks: list[Grid] | None, check_expr: Callable[[int, int], str] | None = None) -> None:
+    """One channel of an answer grid: the key's formulas, or the student's blank unlocked cells; and its checks.
+
+    op: the op (or the name of a gradient block); check_expr(i, j): the check's expression of the right answer,
+    by default the cell recomputed from the typed inputs (expr)."""
+    name = op if isinstance(op, str) else op.name
     b, ws = sheet.book, sheet.ws
     if sheet.mode == "key":
         sheet.write_grid(g, "answer", values, formula, style.cell(b, "answer", style.num_format(values), bold=True))
@@ -62,19 +70,21 @@ def answer(sheet: ConvSheet, op: Op, k: int, g: Grid, values: np.ndarray, formul
         sheet.grid_rows.add(cg.top + i)
         for j in range(g.width):
             r, c = cg.top + i, cg.left + j
-            where = (f"{sheet.spec.path}: {sheet.spec.sheet}!{a1(r, c)} (the self-check of {op.name}; "
+            where = (f"{sheet.spec.path}: {sheet.spec.sheet}!{a1(r, c)} (the self-check of {name}; "
                      f"make the exercise with --no-self-check)")
-            f = fx.answer_check(g.cell(i, j), expr(sheet, op.name, k, i, j), sheet.tolerance + CHECK_SLACK)
+            right = check_expr(i, j) if check_expr is not None else expr(sheet, name, k, i, j)
+            f = fx.answer_check(g.cell(i, j), right, sheet.tolerance + CHECK_SLACK)
             ws.write_formula(r, c, check_formula(f, where), check_fmt, cached)
     sheet.max_col = max(sheet.max_col, cg.right)
     sheet.checks.append(cg)
     style.check_marks(b, ws, cg, g)
 
 
-def record_checks(sheet: ConvSheet, op: Op, checks: list[Grid] | None) -> None:
-    """Record an op's self-check grids, so that grading can find them."""
+def record_checks(sheet: ConvSheet, op: Op | str, checks: list[Grid] | None) -> None:
+    """Record an op's (or a gradient block's) self-check grids, so that grading can find them."""
+    name = op if isinstance(op, str) else op.name
     if checks:
-        sheet.book.record(f"{op.name}_check", "check", sheet.spec.sheet, checks, output=op.name)
+        sheet.book.record(f"{name}_check", "check", sheet.spec.sheet, checks, output=name)
 
 
 def expr(sheet: ConvSheet, name: str, k: int, i: int, j: int) -> str:

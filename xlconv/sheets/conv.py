@@ -14,19 +14,23 @@ from typing import Callable, Sequence, TypeAlias
 
 import numpy as np
 from xlsxwriter.format import Format
+from xlsxwriter.worksheet import Worksheet
 
 from xlconv import formulas as fx
 from xlconv import reference as ref
 from xlconv.book import Book, check_formula
 from xlconv.cells import MAX_COLS, MAX_ROWS, Grid, a1
 from xlconv.errors import SpecError
-from xlconv.model import DENSE, Conv, ConvSheetSpec, ConvTranspose, GridSpec, Linear, Op, Pool, Relu, compute
+from xlconv.model import (DENSE, Conv, ConvSheetSpec, ConvTranspose, GridSpec, Linear, Loss, Op, Pool, Relu, Softmax,
+                          compute)
 from xlconv.sheets import answers, dense, digits, panels, style, transpose
 
 MIN_COLUMNS = 18  # the note and legend span at least this many columns (B to S)
 NOTE_MAX_COLUMNS = 30  # and the note at most this many
 BIG_GRID = 16  # a sheet with a grid larger than this (a photo) freezes its title row
 LABEL_ROWS = 2  # block label, then channel label
+WIDE_COLUMNS = 30  # a conv band of several maps wider than this puts its size table under the maps
+SIZE_TABLE_COLUMNS = 8
 # "worksheet": the live sheet `xlconv build` makes. "key" and "student": an exercise's answer key and the
 # student's workbook, laid out cell for cell alike; the student's has blank answer cells where the key has formulas.
 MODES = ("worksheet", "key", "student")
@@ -58,12 +62,12 @@ class ConvSheet:
 
     def __init__(self, book: Book, spec: ConvSheetSpec, values: dict[str, np.ndarray] | None = None,
                  mode: str = "worksheet", self_check: bool = True, tolerance: float = DEFAULT_TOLERANCE,
-                 info: str = ""):
+                 info: str = "", ws: Worksheet | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.book, self.spec = book, spec
         self.values = values if values is not None else compute(spec)
-        self.ws = book.wb.add_worksheet(spec.sheet)
+        self.ws = ws if ws is not None else book.wb.add_worksheet(spec.sheet)
         self.placed: dict[str, Placed] = {}
         self.row = 0
         self.max_col = MIN_COLUMNS
@@ -86,15 +90,26 @@ class ConvSheet:
         self.panels = 0
         self.panel_headings: list[tuple[int, int, str]] = []  # (row, panel, text) of each panel's heading bar
         self.last_pick_col = 1  # the column after a panel's pick cells
-        self.widest = 1  # characters of the widest number written in a grid cell
+        self.widest: float = 1  # characters (of Calibri 11) of the widest number written in a grid cell
         self.roles: set[str] = set()  # the roles on the sheet, for the legend
         self.unread = unread_cells(spec, self.values)  # block -> {(i, j): why no window reads it}
         self.inputs_end = FIRST_BAND_ROW  # the row after the inputs' band
         self.label_cell = ""  # with [examples]: the cell showing the picked digit's true class
+        self.reserved: dict[str, Grid] = {}  # the prediction band's cells (dense.reserve)
+        self.bias_slots: dict[str, list[Grid]] = {}  # conv -> its bias cells, under its filters in the inputs band
+        self.answer_names = answer_names(spec) if self.exercise else set()
         if self.exercise:
             self.roles.add("answer")
 
     # -- layout helpers -------------------------------------------------------------------------
+
+    def is_answer(self, name: str) -> bool:
+        """Whether the block name is an answer block of this exercise sheet (never on a plain worksheet)."""
+        return name in self.answer_names
+
+    def output_role_of(self, name: str) -> str:
+        """The role a block is recorded under: "answer" for the student's answer blocks, else "output"."""
+        return "answer" if self.mode == "student" and self.is_answer(name) else "output"
 
     def slot(self, label: str, width: int) -> int:
         """Columns a block takes, wide enough that its label is not cut by the next one."""
@@ -122,29 +137,39 @@ class ConvSheet:
         if not self.band_starts or self.band_starts[-1] != self.row:
             self.band_starts.append(self.row)
 
-    def measure(self, values: np.ndarray, num_format: str) -> None:
-        """Widen the cells (in _finish) so that the widest of these numbers fits, never "###"."""
+    def measure(self, values: np.ndarray, num_format: str, font_size: float = 11) -> None:
+        """Widen the cells (in _finish) so that the widest of these numbers fits, never "###" (a smaller font
+        needs fewer characters of the sheet's Calibri 11)."""
         v = np.asarray(values, dtype=np.float64)
         if v.size == 0 or not np.all(np.isfinite(v)):
             return
         if num_format == "0":
             texts = [f"{x:.0f}" for x in (v.min(), v.max())]
+        elif "E+" in num_format:  # scientific: -1.2E-4 (the exponent as few digits as the format has zeros)
+            mantissa, exp = num_format.split(";")[0].split("E+")
+            places = len(mantissa) - 2 if "." in mantissa else 0
+            texts = []
+            for x in (v.min(), v.max(), -abs(v[v != 0]).min() if np.any(v != 0) else 0.0):
+                m, e = f"{x:.{places}E}".split("E")
+                texts.append(f"{m}E{e[0] if e[0] == '-' else ''}{abs(int(e)):0{len(exp)}d}")
         elif num_format.startswith("0."):
             places = len(num_format) - 2
             texts = [f"{x:.{places}f}" for x in (v.min(), v.max())]
         else:
             texts = [f"{x:g}" for x in (v.min(), v.max())]
-        self.widest = max(self.widest, *(len(t) for t in texts))
+        self.widest = max(self.widest, *(len(t) * font_size / 11 for t in texts))
 
     def write_grid(self, grid: Grid, role: str, values: np.ndarray, formula: Formula | None = None,
-                   fmt: Format | None = None, name: str | None = None, num_format: str | None = None) -> None:
+                   fmt: Format | None = None, name: str | None = None, num_format: str | None = None,
+                   font_size: float = 11) -> None:
         """Write a grid of constants, or of formulas formula(i, j) with their NumPy values cached.
 
         name: the block (or padded copy) the grid shows, whose cells no window reads are hatched (style.UNREAD).
         """
         nf = num_format or style.num_format(values)
-        fmt = fmt or style.cell(self.book, role, nf)
-        self.measure(values, nf)
+        fmt = fmt or (style.cell(self.book, role, nf) if font_size == 11 else
+                      style.cell(self.book, role, nf, font_size=font_size))
+        self.measure(values, nf, font_size)
         self.roles.add(role)
         unread = self.unread.get(name or "", {})
         for i in range(grid.height):
@@ -232,8 +257,8 @@ class ConvSheet:
 
     # -- sheet parts ----------------------------------------------------------------------------
 
-    def build(self) -> None:
-        """Write the whole sheet."""
+    def build(self, finish: bool = True) -> None:
+        """Write the whole sheet (finish False: the caller adds bands, then calls finish())."""
         self._header()
         self._inputs()
         for op in self.spec.ops:
@@ -247,6 +272,11 @@ class ConvSheet:
                 dense.band(self, op)
             else:
                 self._relu(op)
+        if finish:
+            self._finish()
+
+    def finish(self) -> None:
+        """Size the cells, write the note, legend, looks, print and screen set-up (after build(finish=False))."""
         self._finish()
 
     def extra_sheets(self) -> None:
@@ -294,12 +324,20 @@ class ConvSheet:
             grids.append(g)
         ex = self.spec.examples
         lay = digits.record(self, ex) if ex is not None else None
-        if ex is not None:
+        predicting = any(isinstance(op, Softmax) for op in self.spec.ops)
+        if ex is not None and not predicting:
             blocks += [(f"pick a digit (1-{len(ex.labels)})", [""], (1, 1)), ("its true class", [""], (1, 1))]
         placed_all = self.band(blocks)
+        self._bias_under_filters(grids, placed_all)
+        if predicting:
+            self.inputs_end = self.row
+            self.reserved = dense.reserve(self)
         if ex is not None and lay is not None:
-            (pick_grid,), (label_grid,) = placed_all[-2:]
-            placed_all = placed_all[:-2]
+            if "pick" in self.reserved:
+                pick_grid, label_grid = self.reserved["pick"], self.reserved["label"]
+            else:
+                (pick_grid,), (label_grid,) = placed_all[-2:]
+                placed_all = placed_all[:-2]
             self.ws.write_number(pick_grid.top, pick_grid.left, ex.pick + 1,
                                  style.cell(self.book, "pick", "0", bold=True, locked=False, font_size=14))
             self.grid_rows.add(pick_grid.top)
@@ -309,7 +347,8 @@ class ConvSheet:
             dsheet = digits.sheet_name(self.spec.sheet)
             h = ex.values.shape[1]
             self.write_grid(label_grid, "input", np.array([[ex.labels[ex.pick]]]),
-                            lambda i, j: digits.label_of(lay, dsheet, pick, h), num_format="0")
+                            lambda i, j: digits.label_of(lay, dsheet, pick, h), num_format="0",
+                            fmt=style.cell(self.book, "input", "0", bold=True, font_size=14))
             self.label_cell = label_grid.cell(0, 0, absolute=True)
             self.note(pick_grid.top, pick_grid.left, f"Type a digit's number (1 to {len(ex.labels)}) from the "
                                                      f"'{dsheet}' sheet: the image, every map, the probabilities and "
@@ -337,7 +376,26 @@ class ConvSheet:
             self.placed[g.name] = Placed(g.name, placed, g.values, g.colour_scale == "gray")
             self.book.record(g.name, role, self.spec.sheet, placed, label=g.label, source=g.source,
                              exercise=list(g.exercise) if g.exercise else None)
-        self.inputs_end = self.row
+        if not self.reserved:
+            self.inputs_end = self.row
+
+    def _bias_under_filters(self, grids: list[GridSpec], placed: list[list[Grid]]) -> None:
+        """A conv's bias cells under its filters in the inputs band ("bias" and the cell), when every filter is drawn
+        there with a row to spare: the filter and its bias read together, and the conv's band stays narrow."""
+        where = {g.name: p for g, p in zip(grids, placed)}
+        bottom = max((p[-1].bottom for p in placed), default=0)
+        for op in self.spec.ops:
+            if not isinstance(op, Conv) or op.bias is None or not all(w in where for w in op.weight):
+                continue
+            firsts = [where[w][0] for w in op.weight]
+            if any(g.bottom + 1 > bottom or g.width < 2 for g in firsts):
+                continue
+            slots = []
+            for g in firsts:
+                self.ws.write_string(g.bottom + 1, g.left, "bias", self.book.fmt(italic=True, font_size=9,
+                                                                                  align="right", valign="vcenter"))
+                slots.append(Grid(g.bottom + 1, g.left + 1, 1, 1))
+            self.bias_slots[op.name] = slots
 
     def op_title(self, op: Op, text: str) -> None:
         """The op's heading line (its label = the torch call it mirrors); moves the cursor down a row."""
@@ -376,17 +434,22 @@ class ConvSheet:
                 blocks.append((f"{self.block_label(wname)} dilated by {torch_arg(op.dilation)}",
                                self.band_labels(op.input), _hw(dil_vals[wname])))
                 kinds.append(("dilated", wname))
-        if op.bias is not None:
+        if op.bias is not None and op.name not in self.bias_slots:
             blocks.append(("bias", [""] * len(op.weight), (1, 1)))
             kinds.append("bias")
         out_vals = self.values[op.name]
         o, oh, ow = out_vals.shape
         blocks.append((f"output {o}x{oh}x{ow}" if o > 1 else f"output {oh}x{ow}", self.band_labels(op.name), (oh, ow)))
         kinds.append("output")
-        if self.checking:
+        if self.checking and self.is_answer(op.name):
             blocks.append((f"check {fx.CHECK_RIGHT} / {fx.CHECK_WRONG}", self.band_labels(op.name), (oh, ow)))
             kinds.append("check")
-        placed = dict(zip([k if isinstance(k, str) else f"dil:{k[1]}" for k in kinds], self.band(blocks)))
+        names = [k if isinstance(k, str) else f"dil:{k[1]}" for k in kinds]
+        if kinds[-1] == "check" and o > 2:  # many maps: their checks in a row of their own, under the answers
+            placed = dict(zip(names[:-1], self.band(blocks[:-1])))
+            placed["check"] = self.band(blocks[-1:])[0]
+        else:
+            placed = dict(zip(names, self.band(blocks)))
 
         window_src = src
         if "padded" in placed:
@@ -432,7 +495,7 @@ class ConvSheet:
                 kernels[wname] = grids
             else:
                 kernels[wname] = self.placed[wname].grids
-        bias_cells = placed.get("bias")
+        bias_cells = placed.get("bias") or self.bias_slots.get(op.name)
         if bias_cells:
             assert op.bias is not None, "the bias block is placed only for a conv with a bias"
             bias_nf = style.num_format(np.array(op.bias))
@@ -452,7 +515,7 @@ class ConvSheet:
                 wins = [wg.window(r0, c0, eh, ew).ref() for wg in window_src.grids]
                 return fx.conv(wins, [kg.ref(absolute=True) for kg in kgrids], bias_ref)
 
-            if self.exercise:
+            if self.is_answer(op.name):
                 answers.answer(self, op, oc, g, out_vals[oc], formula, placed.get("check"))
                 continue
             self.write_grid(g, "output", out_vals[oc], formula, num_format=out_nf, name=op.name)
@@ -460,12 +523,18 @@ class ConvSheet:
         self.note(out_grids[0].top, out_grids[0].left, conv_note(op, kh, kw, c_in, self.exercise))
         info = dict(op="conv", input=op.input, weight=list(op.weight), bias=f"{op.name}_bias" if op.bias else None,
                     stride=list(op.stride), padding=list(op.padding), dilation=list(op.dilation), label=op.label)
-        self.book.record(op.name, self.output_role, spec.sheet, out_grids, **info)
+        self.book.record(op.name, self.output_role_of(op.name), spec.sheet, out_grids, **info)
         answers.record_checks(self, op, placed.get("check"))
         self.placed[op.name] = Placed(op.name, out_grids, out_vals)
         right = (placed.get("check") or out_grids)[-1].right
-        panels.size_table(self, op, src, out_grids, kernel=(kh, kw), top=out_grids[0].top,
-                          left=right + 2, kernel_grid=self.placed[op.weight[0]].grids[0])
+        top, left = out_grids[0].top, right + 2
+        if len(out_grids) > 2 and left + SIZE_TABLE_COLUMNS > WIDE_COLUMNS:
+            # Beside many maps the table would widen the whole sheet (and shrink its print): under the first map.
+            lowest = max(g.bottom for g in out_grids + list(placed.get("check") or []))
+            top, left = lowest + 3, out_grids[0].left - 1
+            self.row = max(self.row, top + 4)
+        panels.size_table(self, op, src, out_grids, kernel=(kh, kw), top=top,
+                          left=left, kernel_grid=self.placed[op.weight[0]].grids[0])
         if not self.exercise:  # the step-by-step panel computes answers: not on exercise sheets
             self.row += 1
             panels.trace(self, op, window_src, kernels, bias_cells, out_grids)
@@ -511,7 +580,7 @@ class ConvSheet:
                           f"stride={torch_arg(op.stride)}{extra})")
         label = f"{op.mode} pooled {c}x{oh}x{ow}" if c > 1 else f"{op.mode} pooled {oh}x{ow}"
         blocks = [(label, self.band_labels(op.name), (oh, ow))]
-        if self.checking:
+        if self.checking and self.is_answer(op.name):
             blocks.append((f"check {fx.CHECK_RIGHT} / {fx.CHECK_WRONG}", self.band_labels(op.name), (oh, ow)))
         grids, *checks = self.band(blocks)
         nf = style.num_format(out_vals) if op.mode == "max" else "0.00"
@@ -523,14 +592,14 @@ class ConvSheet:
                     [sg.window(rows[0], cols[0], len(rows), len(cols)).ref()] if op.dilation == (1, 1)
                     else [sg.cell(r, cc) for r in rows for cc in cols]))
 
-            if self.exercise:
+            if self.is_answer(op.name):
                 answers.answer(self, op, k, g, out_vals[k], formula, checks[0] if checks else None)
                 continue
             self.write_grid(g, "output", out_vals[k], formula, num_format=nf, name=op.name)
             self.heatmap(g, out_vals)
         self.note(grids[0].top, grids[0].left, pool_note(op, self.exercise))
         self.placed[op.name] = Placed(op.name, grids, out_vals)
-        self.book.record(op.name, self.output_role, self.spec.sheet, grids, op=f"{op.mode}_pool", input=op.input,
+        self.book.record(op.name, self.output_role_of(op.name), self.spec.sheet, grids, op=f"{op.mode}_pool", input=op.input,
                          kernel_size=list(op.kernel_size), stride=list(op.stride), padding=list(op.padding),
                          dilation=list(op.dilation), ceil_mode=op.ceil_mode, count_include_pad=op.count_include_pad,
                          label=op.label)
@@ -559,7 +628,7 @@ class ConvSheet:
         c, h, w = out_vals.shape
         self.op_title(op, f"F.relu({op.input}) = MAX(0, x) per cell")
         blocks = [(f"ReLU {c}x{h}x{w}" if c > 1 else f"ReLU {h}x{w}", self.band_labels(op.name), (h, w))]
-        if self.checking:
+        if self.checking and self.is_answer(op.name):
             blocks.append((f"check {fx.CHECK_RIGHT} / {fx.CHECK_WRONG}", self.band_labels(op.name), (h, w)))
         grids, *checks = self.band(blocks)
         nf = style.num_format(out_vals)
@@ -569,7 +638,7 @@ class ConvSheet:
             def formula(i: int, j: int, sg: Grid = sg) -> str:
                 return fx.relu(sg.cell(i, j))
 
-            if self.exercise:
+            if self.is_answer(op.name):
                 answers.answer(self, op, k, g, out_vals[k], formula, checks[0] if checks else None)
                 continue
             self.write_grid(g, "output", out_vals[k], formula, num_format=nf, name=op.name)
@@ -578,7 +647,7 @@ class ConvSheet:
                   "ReLU: MAX(0, x) of the cell above it in the map it reads; positive values pass, negative ones "
                   "become 0, which is what F.relu does after a convolution.")
         self.placed[op.name] = Placed(op.name, grids, out_vals)
-        self.book.record(op.name, self.output_role, self.spec.sheet, grids, op="relu", input=op.input,
+        self.book.record(op.name, self.output_role_of(op.name), self.spec.sheet, grids, op="relu", input=op.input,
                          label=op.label)
         answers.record_checks(self, op, checks[0] if checks else None)
 
@@ -586,7 +655,7 @@ class ConvSheet:
 
     @property
     def output_role(self) -> str:
-        """The role an op's output block is recorded under: "answer" on a student's sheet, else "output"."""
+        """The role an op's output block is recorded under on a sheet where every op is an answer (transpose)."""
         return "answer" if self.mode == "student" else "output"
 
     # -- finishing: sizes, header, looks, print and screen ----------------------------------------
@@ -617,8 +686,11 @@ class ConvSheet:
                 ws.set_row(r, p)
         # Print: bands whole, fitted to the width, the title repeated when there is more than one page.
         width_px = style.column_px(2) + (right + 1) * style.column_px(width)
+        # A sheet with a dense head is read on paper by students: never printed below a readable scale if the
+        # other orientation avoids it.
+        readable = 0.55 if any(isinstance(op, DENSE) for op in self.spec.ops) else 0.0
         landscape, breaks, scale, pages = style.plan_pages(points, self.band_starts, width_px * 0.75,
-                                                           repeat_points=points[0])
+                                                           repeat_points=points[0], min_scale=readable)
         style.page_setup(ws, landscape=landscape, breaks=breaks, repeat_rows=(0, 0) if pages > 1 else None,
                          scale=scale)
         # Screen: the inputs and the first maps on a laptop window; just the inputs if that would be too small.
@@ -653,6 +725,20 @@ class ConvSheet:
                     else style.cell(b, role, "@", font_size=9))
             ws.merge_range(2, col, 2, col + span - 1, text, look)
             col += span
+
+
+def answer_names(spec: ConvSheetSpec) -> set[str]:
+    """The answer blocks of an exercise: the spec's [exercise] answers; by default every op's output, or, with
+    [gradients], the first convolution, the softmax (else the last op before the loss) and the gradient of the first
+    grid differentiated, so that an exercise covers the forward pass, the prediction and backpropagation."""
+    if spec.exercise_answers:
+        return set(spec.exercise_answers)
+    if not spec.wrt:
+        return {op.name for op in spec.ops}
+    names = [op.name for op in spec.ops if isinstance(op, Conv)][:1]
+    soft = [op.name for op in spec.ops if isinstance(op, Softmax)]
+    names += soft[:1] or [op.name for op in spec.ops if not isinstance(op, Loss)][-1:]
+    return set(names) | {f"{spec.wrt[0]}_grad"}
 
 
 def accuracy(note: str) -> str:

@@ -21,6 +21,8 @@ PER_ROW = 5  # digits side by side
 FIRST_ROW = 4  # the first digit's heading row (title, note, legend above)
 TABLE = "examples"  # the recorded blocks: every example's pixels, and their classes
 LABELS = "example_labels"
+DIGIT_COLUMN = 3.4  # characters: a pixel's 0.00 in 8-point type, the cells about square with DIGIT_ROW_POINTS
+DIGIT_ROW_POINTS = 19.0
 PICK = "pick"
 
 
@@ -101,16 +103,18 @@ def write(book: Book, main: str, ex: Examples, accuracy_note: str) -> None:
         ws.write_number(lg.top, lg.left, ex.labels[k], style.cell(book, "input", "0", bold=True))
         ws.write_string(lg.top, lg.left + 1, "true class", book.fmt(font_size=9, italic=True))
     ws.set_column(0, 0, 2)
-    ws.set_column(1, PER_ROW * lay.map_cols, 4.2)
+    ws.set_column(1, PER_ROW * lay.map_cols, DIGIT_COLUMN)
     points = [style.HEADER_ROW_POINTS] * (lay.table.bottom + 2)
     points[0], points[1] = style.TITLE_ROW_POINTS, 42
-    for r in range(lay.table.top, lay.table.bottom + 1):
-        points[r] = 22.0
-        ws.set_row(r, 22.0)
-    starts = [FIRST_ROW + b * lay.band_rows for b in range((n + PER_ROW - 1) // PER_ROW)]
-    width_pt = (style.column_px(2) + PER_ROW * lay.map_cols * style.column_px(4.2)) * 0.75
-    landscape, breaks, scale, pages = style.plan_pages(points, starts, width_pt, repeat_points=points[0])
-    style.page_setup(ws, landscape=landscape, breaks=breaks, repeat_rows=(0, 0) if pages > 1 else None, scale=scale)
+    pixel_rows = {g.top + i for g in lay.pixels for i in range(g.height)}
+    for r in range(lay.table.top - 1, lay.table.bottom + 1):
+        points[r] = DIGIT_ROW_POINTS if r in pixel_rows else 14.0  # headings, classes, gaps: a little tighter
+        ws.set_row(r, points[r])
+    # One page (the examples are one recorded block, never split), landscape, as large as width and height allow.
+    width_pt = (style.column_px(2) + PER_ROW * lay.map_cols * style.column_px(DIGIT_COLUMN)) * 0.75
+    page_w, page_h = style.A4_PRINTABLE[True]
+    scale = min(1.0, page_w / width_pt, page_h / sum(points) * style.LIBREOFFICE_COLUMN_STRETCH)
+    style.page_setup(ws, landscape=True, scale=scale)
     ws.set_zoom(style.fit_zoom((width_pt * 4 / 3, sum(points) * 4 / 3)))
     ws.freeze_panes(1, 0)
 

@@ -257,7 +257,8 @@ A4_PRINTABLE = {True: ((11.69 - 0.8) * 72, (8.27 - 1.0) * 72), False: ((8.27 - 0
 
 
 def plan_pages(row_points: Sequence[float], starts: Sequence[int], width_points: float,
-               repeat_points: float = 0.0, landscape: bool | None = None) -> tuple[bool, list[int], float, int]:
+               repeat_points: float = 0.0, landscape: bool | None = None,
+               min_scale: float = 0.0) -> tuple[bool, list[int], float, int]:
     """Where to break the pages of a sheet printed fitted to the page width.
 
     row_points: every row's height; starts: the first rows of the bands that must not be split (a grid band,
@@ -265,7 +266,8 @@ def plan_pages(row_points: Sequence[float], starts: Sequence[int], width_points:
     on every page after the first. At the fit-to-width scale (printable width / content width, at most 1) each
     page holds printable height / scale points of rows; a break goes before a band that would not fit on the
     current page. landscape None tries both orientations and keeps the one with fewer pages (then the larger
-    scale). Returns (landscape, the rows that start a new page, the scale, the number of pages).
+    scale); an orientation that prints below min_scale (of the printed size, after LibreOffice's wider columns)
+    comes last. Returns (landscape, the rows that start a new page, the scale, the number of pages).
     """
     best: tuple[bool, list[int], float, int] | None = None
     for orientation in ((True, False) if landscape is None else (landscape,)):
@@ -283,7 +285,9 @@ def plan_pages(row_points: Sequence[float], starts: Sequence[int], width_points:
             else:
                 used += h
         plan = (orientation, breaks, scale, len(breaks) + 1)
-        if best is None or (plan[3], -plan[2]) < (best[3], -best[2]):
+        small = plan[2] / LIBREOFFICE_COLUMN_STRETCH < min_scale
+        if best is None or (small, plan[3], -plan[2]) < (best[2] / LIBREOFFICE_COLUMN_STRETCH < min_scale, best[3],
+                                                          -best[2]):
             best = plan
     assert best is not None
     return best
