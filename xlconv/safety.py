@@ -105,7 +105,8 @@ class ReadResult:
     note: str = ""
     meta: dict[str, str] = field(default_factory=dict)  # record sheet rows: key -> text
     sheets: list[str] = field(default_factory=list)
-    cells: dict[str, list[list[list[Any]]]] | None = None  # range -> rows of [value, is_formula]
+    # range -> rows of [value, is_formula]; is_formula is looked up only when a cell has no saved value
+    cells: dict[str, list[list[list[Any]]]] | None = None
     seconds: float = 0.0
     sheet: str = ""  # the sheet the cells were read from
 
@@ -242,9 +243,18 @@ def read_workbook(path: Path, sheet: str, ranges: Sequence[str]) -> ReadResult:
             check_zip(path, zf)
     except zipfile.BadZipFile as e:
         raise Rejected("truncated", f"a damaged or truncated zip ({e})") from None
-    values, formulas, meta, sheets = {}, {}, {}, []
+    from xlconv.cells import parse_range
+
+    values: dict[tuple[int, int], Any] = {}
+    formulas: dict[tuple[int, int], bool] = {}
+    meta: dict[str, str] = {}
+    sheets: list[str] = []
     box = _bounds(ranges)
+    wanted = [(g.top + i, g.left + j) for g in map(parse_range, ranges) for i in range(g.height)
+              for j in range(g.width)]
     for data_only in (True, False):
+        if not data_only and (sheet not in sheets or all(values.get(c) is not None for c in wanted)):
+            break  # whether a cell is a formula matters only when it has no saved value: a second parse spared
         wb = open_workbook(path, data_only)
         try:
             sheets = list(wb.sheetnames)
@@ -270,8 +280,6 @@ def read_workbook(path: Path, sheet: str, ranges: Sequence[str]) -> ReadResult:
             wb.close()
     if sheet not in sheets:
         return ReadResult("ok", meta=meta, sheets=sheets, cells=None)
-    from xlconv.cells import parse_range
-
     cells = {}
     for r in ranges:
         g = parse_range(r)
@@ -442,7 +450,10 @@ class Reader:
             kill_group(self.proc)
             for pipe in (self.proc.stdin, self.proc.stdout):
                 if pipe is not None:
-                    pipe.close()
+                    try:
+                        pipe.close()
+                    except OSError:  # what was buffered for a zygote that is gone
+                        pass
             self.proc = None
 
     def close(self) -> None:
