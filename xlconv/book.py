@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Sequence
@@ -20,6 +21,7 @@ from xlconv.errors import SpecError
 # Fixed document timestamps make the same spec give byte-identical files.
 FIXED_DATE = dt.datetime(2024, 1, 1, 0, 0, 0)
 _PREPARED: dict[tuple[str, bool], str] = {}
+_XML_ESCAPES = re.compile('["&<>\n]')  # what XlsxWriter's XML writer escapes
 _PREPARED_MAX = 200_000
 
 
@@ -30,6 +32,20 @@ class _Worksheet(Worksheet):
     an exercise writes the same formulas in every variant, so that preparation (a pure function of the text
     and the future-functions flag) was most of a variant's time.
     """
+
+    # XlsxWriter escapes every attribute and text of the sheet's XML through a regular expression, and the
+    # numbers (most attributes) only by catching the TypeError it raises; these fast paths return what it
+    # would return, and hand anything that may need escaping to it.
+
+    def _escape_attributes(self, attribute: Any) -> Any:
+        if type(attribute) is not str or not _XML_ESCAPES.search(attribute):
+            return attribute
+        return super()._escape_attributes(attribute)
+
+    def _escape_control_characters(self, data: Any) -> Any:
+        if type(data) is not str or ("_x" not in data and data.isprintable()):
+            return data
+        return Worksheet._escape_control_characters(data)
 
     def _prepare_formula(self, formula: str, expand_future_functions: bool = False) -> str:
         key = (formula, bool(expand_future_functions or self.use_future_functions))
