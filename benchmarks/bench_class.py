@@ -87,7 +87,9 @@ def returned_files(ex: Path, out: Path) -> list[Path]:
 
 def run(cmd: list[str], env: dict[str, str]) -> float:
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
     return time.perf_counter() - t
 
 
@@ -108,8 +110,8 @@ def main() -> None:
             base = stack.enter_context(worktree(args.against))
             trees[args.against] = {**os.environ, "PYTHONPATH": str(base)}
         r = roster(tmp / "roster.csv", args.students)
-        subprocess.run([py, "-m", "xlconv", "exercise", SPEC, "--seed", str(SEED), "--roster", str(r), "-o",
-                        str(tmp / "key"), "-q"], check=True, stdout=subprocess.DEVNULL, env=here, cwd=ROOT)
+        run([py, "-m", "xlconv", "exercise", SPEC, "--seed", str(SEED), "--roster", str(r), "-o", str(tmp / "key"),
+             "-q"], here)
         t = time.perf_counter()
         files = returned_files(tmp / "key", tmp / "returned")
         print(f"made {len(files)} returned files in {time.perf_counter() - t:.0f} s "
