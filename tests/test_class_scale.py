@@ -17,7 +17,7 @@ import xlsxwriter
 from exercise_helpers import fill, write_roster
 
 from xlconv import parallel, progress, safety
-from xlconv.errors import ExerciseError
+from xlconv.errors import ExerciseError, XlconvError
 from xlconv.exercise import exercise
 from xlconv.grade import grade, load_key
 
@@ -125,9 +125,28 @@ def test_fork_map_keeps_the_order(jobs):
 def test_fork_map_raises_a_workers_error_and_reaps_them_all():
     with pytest.raises(ExerciseError, match="five"):
         parallel.fork_map(_square_or_fail, [1, 2, 5, 3], 2)
-    with pytest.raises(RuntimeError, match="died on item 2 of 3"):
+    with pytest.raises(XlconvError, match=r"a worker process died \(exit status 3\) on item 2 of 3"):
         parallel.fork_map(_square_or_fail, [1, 6, 2], 2)
     assert children(os.getpid()) == set()
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130)])
+def test_a_stopped_exercise_leaves_nothing_and_no_workers(tmp_path, sig, code):
+    roster = write_roster(tmp_path, "id\n" + "".join(f"s{i:03d}\n" for i in range(400)))
+    proc = subprocess.Popen([sys.executable, "-m", "xlconv", "exercise", "lee-6x6", "--seed", "1", "--roster",
+                             str(roster), "-o", str(tmp_path / "ex"), "--jobs", "2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    workers: set[int] = set()
+    while time.monotonic() < deadline and not (len(workers) == 2 and list(tmp_path.glob(".ex.*/students/*"))):
+        workers = children(proc.pid)
+        time.sleep(0.02)
+    assert len(workers) == 2, "the workers never started"
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == code
+    assert "Traceback" not in proc.stderr.read().decode()
+    assert not any(map(_alive, workers))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["roster.csv"]
 
 
 # -- the sandboxed readers -----------------------------------------------------------------------------------

@@ -138,7 +138,12 @@ def fork_map(func: Callable[[T], R], items: Sequence[T], jobs: int,
                     (n,) = _HEADER.unpack(_read_exactly(rr, _HEADER.size))
                     kind, value = pickle.loads(_read_exactly(rr, n))
                 except EOFError:
-                    raise RuntimeError(f"a worker (process {pid}) died on item {i + 1} of {len(items)}") from None
+                    _, status = os.waitpid(pid, 0)
+                    workers[pid] = (-1, -1)  # reaped: nothing left to kill or close
+                    how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                           else f"exit status {os.waitstatus_to_exitcode(status)}")
+                    raise XlconvError(f"a worker process died ({how}) on item {i + 1} of {len(items)}; "
+                                      f"nothing was written") from None
                 if kind == "error":
                     assert isinstance(value, BaseException)
                     raise value
@@ -151,11 +156,10 @@ def fork_map(func: Callable[[T], R], items: Sequence[T], jobs: int,
                     next_item += 1
     finally:
         for pid, (tw, rr) in workers.items():
+            if tw < 0:
+                continue
             for fd in (tw, rr):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+                os.close(fd)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
