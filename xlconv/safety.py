@@ -506,7 +506,10 @@ class Reader:
         import time
 
         if self.proc is None:
-            self.start()
+            try:
+                self.start()
+            except (OSError, EOFError) as e:
+                return ReadResult("unreadable", f"the reading process could not start ({e})")
         assert self.proc is not None and self.proc.stdin is not None
         request = json.dumps({"path": str(path), "sheet": sheet, "ranges": list(ranges), "memory": memory,
                               "cpu": max(1, int(timeout) + 1)}).encode() + b"\n"
