@@ -288,3 +288,13 @@ def test_progress_bars_show_only_when_turned_on(cls, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "exercise" in err and "3/3" in err and "variant" in err
     assert "grade" in err and "2/2" in err and "file" in err
+
+
+def test_a_reader_that_cannot_start_costs_each_file_a_row(cls):
+    pool = safety.ReaderPool(1, timeout=60)
+    with pool:
+        pool._readers[0].env["PYTHONPATH"] = "/nonexistent"  # python -P in an empty folder: no xlconv to import
+        results = pool.map(cls["files"][:2], cls["key"].sheet, _ranges(cls["key"]))
+    assert [r.status for r in results] == ["unreadable", "unreadable"]
+    assert all("could not start" in r.note for r in results)
+    assert children(os.getpid()) == set()
