@@ -86,8 +86,11 @@ def returned_files(ex: Path, out: Path) -> list[Path]:
 
 
 def run(cmd: list[str], env: dict[str, str]) -> float:
+    # Run from a neutral folder: `python -m` puts the working folder first on sys.path, ahead of PYTHONPATH,
+    # so running from this tree would time this tree's code twice.
     t = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                          cwd=tempfile.gettempdir())
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
     return time.perf_counter() - t
@@ -129,6 +132,9 @@ def main() -> None:
                     [py, "-m", "xlconv", "grade", str(tmp / "returned"), "--key", str(tmp / "key"), "-o", str(gb),
                      "-q"], env))
         books = {name: (tmp / f"gradebook-{name.replace(' ', '-')}.csv").read_bytes() for name in trees}
+        versions = {name: subprocess.run([py, "-c", "import xlconv.parallel"], env=env, cwd=tempfile.gettempdir(),
+                                         capture_output=True).returncode == 0 for name, env in trees.items()}
+        print(f"has xlconv.parallel (the new code): {versions}")
         print(f"after: {load()}")
         print(f"\n| command | tree | median s ({args.rounds} runs) | rate | this tree / {args.against or '-'} |")
         print("|---|---|---:|---:|---:|")
