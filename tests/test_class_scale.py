@@ -298,3 +298,29 @@ def test_a_reader_that_cannot_start_costs_each_file_a_row(cls):
     assert [r.status for r in results] == ["unreadable", "unreadable"]
     assert all("could not start" in r.note for r in results)
     assert children(os.getpid()) == set()
+
+
+def test_reused_note_xml_never_mixes_up_two_workbooks_notes(tmp_path):
+    # The notes' XML is made once per distinct set of notes: same notes, same bytes; other notes, their own.
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    from xlconv.book import Book
+
+    def book(name: str, notes: list[str]) -> Path:
+        with Book(tmp_path / name, "t") as b:
+            ws = b.wb.add_worksheet("s")
+            for r, text in enumerate(notes):
+                ws.write_number(r, 0, r)
+                ws.write_comment(r, 0, text)
+        return tmp_path / name
+
+    a, b, c = book("a.xlsx", ["one", "two"]), book("b.xlsx", ["one", "two"]), book("c.xlsx", ["one", "<three>"])
+    d = book("d.xlsx", ["one"])
+    assert a.read_bytes() == b.read_bytes()
+    for path, notes in ((a, ["one", "two"]), (c, ["one", "<three>"]), (d, ["one"])):
+        ws = load_workbook(path)["s"]
+        assert [ws.cell(r + 1, 1).comment.text for r in range(len(notes))] == notes
+        with zipfile.ZipFile(path) as zf:
+            assert zf.read("xl/drawings/vmlDrawing1.vml").count(b"<v:shape ") == len(notes)

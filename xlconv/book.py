@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from io import StringIO
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import xlsxwriter
+from xlsxwriter.comments import Comments
 from xlsxwriter.format import Format
+from xlsxwriter.packager import Packager
+from xlsxwriter.vml import Vml
 from xlsxwriter.worksheet import Worksheet
 
 from xlconv import record
@@ -57,6 +61,67 @@ class _Worksheet(Worksheet):
         return done
 
 
+class _Packager(Packager):
+    """XlsxWriter's packager, reusing the XML of cell notes (comments and their VML drawing) from an earlier
+    workbook with the very same notes: every variant of an exercise has the same notes, and writing them was a
+    sixth of a variant's time. The key is the notes' full data, so any difference writes them afresh."""
+
+    def _write_vml_files(self) -> None:
+        sheets = self.workbook.worksheets()
+        if not self.in_memory or any(ws.has_header_vml for ws in sheets):
+            super()._write_vml_files()
+            return
+        index = 1
+        for ws in sheets:
+            if ws.has_vml:
+                key = ("vml", ws.vml_data_id, ws.vml_shape_id, repr(ws.comments_list), repr(ws.buttons_list))
+                self._filename(f"xl/drawings/vmlDrawing{index}.vml").write(_part(key, lambda fh: _vml(fh, ws)))
+                index += 1
+
+    def _write_comment_files(self) -> None:
+        if not self.in_memory:
+            super()._write_comment_files()
+            return
+        index = 1
+        for ws in self.workbook.worksheets():
+            if ws.has_comments:
+                key = ("comments", repr(ws.comments_list))
+                self._filename(f"xl/comments{index}.xml").write(_part(key, lambda fh: _comments(fh, ws)))
+                index += 1
+
+
+_PARTS: dict[tuple[Any, ...], str] = {}
+
+
+def _part(key: tuple[Any, ...], write: Callable[[StringIO], None]) -> str:
+    """The XML that write produces, made once per key."""
+    text = _PARTS.get(key)
+    if text is None:
+        fh = StringIO()
+        write(fh)
+        if len(_PARTS) >= 64:
+            _PARTS.clear()
+        text = _PARTS[key] = fh.getvalue()
+    return text
+
+
+def _vml(fh: StringIO, ws: Any) -> None:
+    vml = Vml()
+    vml._set_xml_writer(fh)
+    vml._assemble_xml_file(ws.vml_data_id, ws.vml_shape_id, ws.comments_list, ws.buttons_list)
+
+
+def _comments(fh: StringIO, ws: Any) -> None:
+    comments = Comments()
+    comments._set_xml_writer(fh)
+    comments._assemble_xml_file(ws.comments_list)
+
+
+class _Workbook(xlsxwriter.Workbook):
+    def _get_packager(self) -> Packager:
+        return _Packager()
+
+
 class Book:
     """An .xlsx being written to a temporary file that becomes the real one only on success."""
 
@@ -66,7 +131,7 @@ class Book:
         self.tmp = self._atomic.__enter__()
         # in_memory: the parts are zipped from memory rather than from one temporary file each (XlsxWriter's
         # default), which cost more than writing a small workbook; constant_memory streams rows to disk instead.
-        self.wb = xlsxwriter.Workbook(str(self.tmp), {"constant_memory": constant_memory,
+        self.wb = _Workbook(str(self.tmp), {"constant_memory": constant_memory,
                                                        "in_memory": not constant_memory,
                                                        "strings_to_numbers": False, "strings_to_formulas": False})
         self.wb.worksheet_class = _Worksheet
