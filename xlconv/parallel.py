@@ -45,7 +45,8 @@ def check_jobs(value: object, where: str = "--jobs", error: type[XlconvError] = 
     return value
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (best effort: nothing elsewhere)."""
     try:
         import ctypes
 
@@ -76,7 +77,7 @@ def _worker(func: Callable[[T], R], items: Sequence[T], tasks: int, results: int
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller stops its workers itself
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        _die_with_parent()
+        die_with_parent()
         while True:
             try:
                 (i,) = _HEADER.unpack(_read_exactly(tasks, _HEADER.size))
@@ -168,4 +169,4 @@ def fork_map(func: Callable[[T], R], items: Sequence[T], jobs: int,
     return results  # type: ignore[return-value]  # every slot was filled
 
 
-__all__ = ["default_jobs", "check_jobs", "fork_map", "MAX_JOBS"]
+__all__ = ["default_jobs", "check_jobs", "fork_map", "die_with_parent", "MAX_JOBS"]

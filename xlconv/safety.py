@@ -1,9 +1,10 @@
 """Reading untrusted workbooks (students' submissions) without trusting them.
 
-Every submission is read in its own short-lived Python process (``python -P -m xlconv.safety``) that:
+Every submission is read in its own short-lived process, forked per file from a reader started for the run
+(``python -P -m xlconv.safety``; see ReaderPool), that:
 
 * limits itself first (``RLIMIT_AS`` memory, ``RLIMIT_CPU`` time, ``RLIMIT_FSIZE`` 0 so it can write no file,
-  no core dumps) and is killed, with its process group, after a wall-clock timeout;
+  no core dumps) and is killed, with its reader's process group, after a wall-clock timeout;
 * sniffs the bytes before any parser sees them: an empty file, an OLE2 compound file (a password-protected
   .xlsx is one: ``EncryptedPackage``; otherwise an old .xls), or anything that is not a zip;
 * checks the zip's directory before decompressing anything: member count, each member's and the total
@@ -36,6 +37,7 @@ from typing import Any, Callable, Sequence, cast
 
 from xlconv import record
 from xlconv.engine import kill_group
+from xlconv.parallel import die_with_parent
 from xlconv.xlsxread import open_workbook
 
 MAX_FILE_BYTES = 20 * 2**20  # a student's toy workbook is tens of kB; LibreOffice's a few hundred
@@ -329,7 +331,6 @@ _FRAME = b"%d %d\n"  # how the child ended (exit status, or -signal), then the l
 _NO_RESULT_OOM = json.dumps({"status": "out-of-memory", "note": "reading it needed more memory than the limit",
                              "meta": {}, "sheets": [], "cells": None, "sheet": ""}).encode()
 _START_TIMEOUT = 120.0  # seconds for a reader to start (an interpreter and openpyxl, on a busy machine)
-_PR_SET_PDEATHSIG = 1
 
 
 def _limit(memory: int, cpu_seconds: int) -> None:
@@ -343,20 +344,10 @@ def _limit(memory: int, cpu_seconds: int) -> None:
                                    else hard))
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (best effort; elsewhere the stdin EOF does it)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _read_in_child(request: dict[str, Any], out_fd: int) -> None:
     """The forked child: limit itself, read one file, write its result as JSON to out_fd; never returns."""
     try:
-        _die_with_parent()
+        die_with_parent()
         oom = _NO_RESULT_OOM  # made before the limits: the child may be unable to make anything after them
         _limit(int(request["memory"]), int(request["cpu"]))
         try:
@@ -439,7 +430,7 @@ class Reader:
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=self.cwd, env=self.env,
                                      start_new_session=True)
         self.buffer = b""
-        line = self._receive_line(time_limit(_START_TIMEOUT))
+        line = self._receive_line(_deadline(_START_TIMEOUT))
         if line != b"ready":
             self.kill()
             raise OSError(f"the reading process did not start (it said {(line or b'')[:80]!r})")
@@ -533,7 +524,7 @@ class Reader:
                           seconds=time.monotonic() - start)
 
 
-def time_limit(seconds: float) -> float:
+def _deadline(seconds: float) -> float:
     """The monotonic clock's time seconds from now."""
     import time
 
