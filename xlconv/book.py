@@ -74,7 +74,7 @@ class _Packager(Packager):
         index = 1
         for ws in sheets:
             if ws.has_vml:
-                key = ("vml", ws.vml_data_id, ws.vml_shape_id, repr(ws.comments_list), repr(ws.buttons_list))
+                key = ("vml", ws.vml_data_id, ws.vml_shape_id, _state(ws.comments_list), _state(ws.buttons_list))
                 self._filename(f"xl/drawings/vmlDrawing{index}.vml").write(_part(key, lambda fh: _vml(fh, ws)))
                 index += 1
 
@@ -85,12 +85,24 @@ class _Packager(Packager):
         index = 1
         for ws in self.workbook.worksheets():
             if ws.has_comments:
-                key = ("comments", repr(ws.comments_list))
+                key = ("comments", _state(ws.comments_list))
                 self._filename(f"xl/comments{index}.xml").write(_part(key, lambda fh: _comments(fh, ws)))
                 index += 1
 
 
 _PARTS: dict[tuple[Any, ...], str] = {}
+
+
+def _state(x: Any) -> Any:
+    """A hashable value that is equal exactly when x's data is: XlsxWriter's note objects print as
+    ``<... object at 0x...>``, so they are compared by their attributes."""
+    if isinstance(x, (list, tuple)):
+        return tuple(_state(v) for v in x)
+    if isinstance(x, dict):
+        return tuple(sorted((k, _state(v)) for k, v in x.items()))
+    if hasattr(x, "__dict__") and type(x).__repr__ is object.__repr__:
+        return (type(x).__qualname__, _state(vars(x)))
+    return (type(x).__qualname__, repr(x))
 
 
 def _part(key: tuple[Any, ...], write: Callable[[StringIO], None]) -> str:
