@@ -85,21 +85,20 @@ def test_sigterm_mid_build_leaves_nothing_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_interrupted_exercise_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_interrupted_exercise_leaves_the_folder_as_it_was(tmp_path, monkeypatch, jobs):
     import xlconv.exercise as ex
 
-    calls = {"n": 0}
     real = ex._write
 
-    def failing(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # as Ctrl-C or SIGTERM would, halfway through the roster
-        return real(*args, **kwargs)
+    def failing(path, v, *args, **kwargs):
+        if v.student.id == "c" and "key" not in path.name:
+            raise KeyboardInterrupt  # as Ctrl-C or SIGTERM would, halfway through the roster (in a worker)
+        return real(path, v, *args, **kwargs)
 
     monkeypatch.setattr(ex, "_write", failing)
     with pytest.raises(KeyboardInterrupt):
-        exercise("lee-6x6", tmp_path / "ex", seed=1, roster=[ex.Student("a"), ex.Student("b")])
+        exercise("lee-6x6", tmp_path / "ex", seed=1, roster=[ex.Student(s) for s in "abcd"], jobs=jobs)
     assert not (tmp_path / "ex").exists() or list((tmp_path / "ex").iterdir()) == []
     assert leftovers(tmp_path) == []
 

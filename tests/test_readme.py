@@ -26,7 +26,7 @@ def blocks(lang):
 
 
 def test_python_example_runs(tmp_path):
-    (code,) = blocks("python")
+    (code,) = [b for b in blocks("python") if "load_spec" in b]
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == "[[ 3. -1. -3. -1.]"
@@ -37,7 +37,7 @@ def test_python_example_runs(tmp_path):
 def test_python_example_workbooks_verify(tmp_path):
     import xlconv
 
-    (code,) = blocks("python")
+    (code,) = [b for b in blocks("python") if "load_spec" in b]
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
     reports = xlconv.verify(sorted((tmp_path / "build").glob("*.xlsx")))
     assert all(r.ok for r in reports), [r.lines() for r in reports]
@@ -61,3 +61,26 @@ def test_the_error_example_is_what_xlconv_says(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr == example
+
+
+def test_sharded_gradebooks_concatenate_to_the_whole(tmp_path):
+    (shard,) = [b for b in blocks("python") if "gradebook-*.csv" in b]
+    (commands,) = [b for b in blocks("sh") if "gradebook-1.csv" in b]
+    xlconv = [sys.executable, "-m", "xlconv"]
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id\n" + "".join(f"s{i}\n" for i in range(4)))
+    subprocess.run(xlconv + ["exercise", "lee-6x6", "--seed", "1", "--roster", str(roster), "-o", "ex"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    for i in range(4):  # the students' blank workbooks, handed back in two parts
+        part = tmp_path / "returned" / f"part-{1 + i // 2}"
+        part.mkdir(parents=True, exist_ok=True)
+        (part / f"s{i}.xlsx").write_bytes((tmp_path / "ex" / "students" / f"lee-6x6-s{i}.xlsx").read_bytes())
+    (part / "notes.txt").write_text("not a workbook")
+    for line in commands.strip().splitlines():
+        subprocess.run(xlconv + line.split("#")[0].split()[1:], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", shard], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(xlconv + ["grade", "returned", "--key", "ex", "-o", "whole.csv"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    combined = (tmp_path / "gradebook.csv").read_text()
+    assert combined == (tmp_path / "whole.csv").read_text()
+    assert len(combined.splitlines()) == 1 + 5 and "not-a-workbook" in combined

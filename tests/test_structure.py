@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "xlconv"
 # Lower numbers are lower layers; a module may import its own layer or a lower one.
 LAYERS = {
     0: ["xlconv._version", "xlconv.errors", "xlconv.cells", "xlconv.atomic", "xlconv.formulas", "xlconv.xlsxread",
-        "xlconv.guards", "xlconv.progress"],
+        "xlconv.guards", "xlconv.progress",
+        "xlconv.parallel"],
     1: ["xlconv.reference", "xlconv.torch_reference", "xlconv.record", "xlconv.builtins"],
     2: ["xlconv.model"],
     3: ["xlconv.spec"],

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from io import StringIO
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import xlsxwriter
+from xlsxwriter.comments import Comments
 from xlsxwriter.format import Format
+from xlsxwriter.packager import Packager
+from xlsxwriter.vml import Vml
+from xlsxwriter.worksheet import Worksheet
 
 from xlconv import record
 from xlconv._version import __version__
@@ -18,6 +24,114 @@ from xlconv.errors import SpecError
 
 # Fixed document timestamps make the same spec give byte-identical files.
 FIXED_DATE = dt.datetime(2024, 1, 1, 0, 0, 0)
+_PREPARED: dict[tuple[str, bool], str] = {}
+_XML_ESCAPES = re.compile('["&<>\n]')  # what XlsxWriter's XML writer escapes
+_PREPARED_MAX = 200_000
+
+
+class _Worksheet(Worksheet):
+    """XlsxWriter's worksheet with its formula preparation memoized.
+
+    XlsxWriter runs some 30-90 regular expressions over every formula to spell out Excel's newer functions;
+    an exercise writes the same formulas in every variant, so that preparation (a pure function of the text
+    and the future-functions flag) was most of a variant's time.
+    """
+
+    # XlsxWriter escapes every attribute and text of the sheet's XML through a regular expression, and the
+    # numbers (most attributes) only by catching the TypeError it raises; these fast paths return what it
+    # would return, and hand anything that may need escaping to it.
+
+    def _escape_attributes(self, attribute: Any) -> Any:
+        if type(attribute) is not str or not _XML_ESCAPES.search(attribute):
+            return attribute
+        return super()._escape_attributes(attribute)
+
+    def _escape_control_characters(self, data: Any) -> Any:
+        if type(data) is not str or ("_x" not in data and data.isprintable()):
+            return data
+        return Worksheet._escape_control_characters(data)
+
+    def _prepare_formula(self, formula: str, expand_future_functions: bool = False) -> str:
+        key = (formula, bool(expand_future_functions or self.use_future_functions))
+        done = _PREPARED.get(key)
+        if done is None:
+            if len(_PREPARED) >= _PREPARED_MAX:
+                _PREPARED.clear()  # a huge workbook's formulas rarely repeat: bound the memory, keep the speed
+            done = _PREPARED[key] = super()._prepare_formula(formula, expand_future_functions)
+        return done
+
+
+class _Packager(Packager):
+    """XlsxWriter's packager, reusing the XML of cell notes (comments and their VML drawing) from an earlier
+    workbook with the very same notes: every variant of an exercise has the same notes, and writing them was a
+    sixth of a variant's time. The key is the notes' full data, so any difference writes them afresh."""
+
+    def _write_vml_files(self) -> None:
+        sheets = self.workbook.worksheets()
+        if not self.in_memory or any(ws.has_header_vml for ws in sheets):
+            super()._write_vml_files()
+            return
+        index = 1
+        for ws in sheets:
+            if ws.has_vml:
+                key = ("vml", ws.vml_data_id, ws.vml_shape_id, _state(ws.comments_list), _state(ws.buttons_list))
+                self._filename(f"xl/drawings/vmlDrawing{index}.vml").write(_part(key, lambda fh: _vml(fh, ws)))
+                index += 1
+
+    def _write_comment_files(self) -> None:
+        if not self.in_memory:
+            super()._write_comment_files()
+            return
+        index = 1
+        for ws in self.workbook.worksheets():
+            if ws.has_comments:
+                key = ("comments", _state(ws.comments_list))
+                self._filename(f"xl/comments{index}.xml").write(_part(key, lambda fh: _comments(fh, ws)))
+                index += 1
+
+
+_PARTS: dict[tuple[Any, ...], str] = {}
+
+
+def _state(x: Any) -> Any:
+    """A hashable value that is equal exactly when x's data is: XlsxWriter's note objects print as
+    ``<... object at 0x...>``, so they are compared by their attributes."""
+    if isinstance(x, (list, tuple)):
+        return tuple(_state(v) for v in x)
+    if isinstance(x, dict):
+        return tuple(sorted((k, _state(v)) for k, v in x.items()))
+    if hasattr(x, "__dict__") and type(x).__repr__ is object.__repr__:
+        return (type(x).__qualname__, _state(vars(x)))
+    return (type(x).__qualname__, repr(x))
+
+
+def _part(key: tuple[Any, ...], write: Callable[[StringIO], None]) -> str:
+    """The XML that write produces, made once per key."""
+    text = _PARTS.get(key)
+    if text is None:
+        fh = StringIO()
+        write(fh)
+        if len(_PARTS) >= 64:
+            _PARTS.clear()
+        text = _PARTS[key] = fh.getvalue()
+    return text
+
+
+def _vml(fh: StringIO, ws: Any) -> None:
+    vml = Vml()
+    vml._set_xml_writer(fh)
+    vml._assemble_xml_file(ws.vml_data_id, ws.vml_shape_id, ws.comments_list, ws.buttons_list)
+
+
+def _comments(fh: StringIO, ws: Any) -> None:
+    comments = Comments()
+    comments._set_xml_writer(fh)
+    comments._assemble_xml_file(ws.comments_list)
+
+
+class _Workbook(xlsxwriter.Workbook):
+    def _get_packager(self) -> Packager:
+        return _Packager()
 
 
 class Book:
@@ -27,8 +141,12 @@ class Book:
         self.path = Path(path)
         self._atomic = atomic_path(self.path)
         self.tmp = self._atomic.__enter__()
-        self.wb = xlsxwriter.Workbook(str(self.tmp), {"constant_memory": constant_memory,
+        # in_memory: the parts are zipped from memory rather than from one temporary file each (XlsxWriter's
+        # default), which cost more than writing a small workbook; constant_memory streams rows to disk instead.
+        self.wb = _Workbook(str(self.tmp), {"constant_memory": constant_memory,
+                                                       "in_memory": not constant_memory,
                                                        "strings_to_numbers": False, "strings_to_formulas": False})
+        self.wb.worksheet_class = _Worksheet
         self.wb.set_properties({"title": title, "author": "xlconv", "created": FIXED_DATE,
                                 "comments": f"Generated by xlconv {__version__}"})
         self.blocks: list[record.Block] = []

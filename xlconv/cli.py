@@ -39,7 +39,7 @@ def _exercise(args: argparse.Namespace) -> int:
         grids[name] = files.split(",")
     result = exercise(args.spec, args.output, seed=args.seed, roster=args.roster, self_check=args.self_check,
                       tolerance=args.tolerance, grid_csv=grids, id_column=args.id_column,
-                      name_column=args.name_column)
+                      name_column=args.name_column, jobs=args.jobs)
     for path in result.student_files:
         print(path)
     for path in result.key_files:
@@ -56,9 +56,9 @@ def _grade(args: argparse.Namespace) -> int:
     from xlconv.grade import grade
 
     book = grade(args.submissions, args.key, args.output, tolerance=args.tolerance, timeout=args.timeout,
-                 feedback=args.feedback, marks_only=args.feedback_marks_only, formulas=args.formulas, due=args.due,
-                 late_penalty=args.late_penalty, roster=args.roster, lms=args.lms, id_column=args.id_column,
-                 assignment=args.assignment)
+                 jobs=args.jobs, feedback=args.feedback, marks_only=args.feedback_marks_only, formulas=args.formulas,
+                 due=args.due, late_penalty=args.late_penalty, roster=args.roster, lms=args.lms,
+                 id_column=args.id_column, assignment=args.assignment)
     for row in book.rows:
         marks = f"{row.total}/{book.max}" if row.total is not None else "-"
         if row.penalty and row.final is not None:
@@ -89,6 +89,18 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jobs(text: str) -> int:
+    from xlconv.parallel import MAX_JOBS
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_JOBS}, got {text!r}")
+    return n
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the xlconv command."""
     p = argparse.ArgumentParser(prog="xlconv", description="Excel workbooks with live formulas for teaching CNNs.")
@@ -96,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true",
                        help="no progress bars (they show only when stderr is a terminal anyway)")
+    jobs = argparse.ArgumentParser(add_help=False)
+    jobs.add_argument("-j", "--jobs", type=_jobs, default=None, metavar="N",
+                      help="worker processes (default: one per core); the output is the same for any N")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", parents=[quiet], help="write one .xlsx per worksheet spec")
     b.add_argument("specs", nargs="*", metavar="SPEC", help="spec file or built-in name (default: all built-ins)")
@@ -108,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
                    help="largest accepted absolute difference (default: the workbook's own, 1e-6 for toy sheets)")
     v.add_argument("--timeout", type=float, default=600, help="seconds the engine may take (default: 600)")
     v.set_defaults(func=_verify)
-    e = sub.add_parser("exercise", parents=[quiet],
+    e = sub.add_parser("exercise", parents=[quiet, jobs],
                        help="student workbooks with blank answer cells, answer keys and an index")
     e.add_argument("spec", metavar="SPEC", help="conv spec file or built-in name")
     e.add_argument("--seed", type=int, default=None, help="seed of the variants (default: a fresh one, printed)")
@@ -124,7 +139,7 @@ def parser() -> argparse.ArgumentParser:
                    help="replace a grid by a CSV of numbers for every variant (repeatable)")
     e.add_argument("-o", "--output", default="exercise", metavar="DIR", help="output folder (default: exercise)")
     e.set_defaults(func=_exercise)
-    g = sub.add_parser("grade", parents=[quiet], help="grade returned exercise workbooks into a gradebook")
+    g = sub.add_parser("grade", parents=[quiet, jobs], help="grade returned exercise workbooks into a gradebook")
     g.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="returned workbooks, or folders of them")
     g.add_argument("--key", required=True, metavar="DIR", help="the folder `xlconv exercise` wrote")
     g.add_argument("-o", "--output", default="gradebook.csv", metavar="FILE",

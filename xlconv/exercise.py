@@ -28,12 +28,14 @@ from typing import Any, Mapping, Sequence, TypeAlias, Union
 
 import numpy as np
 
+from xlconv import progress
 from xlconv import spec as specs
 from xlconv._version import __version__
 from xlconv.atomic import atomic_folder, write_text
 from xlconv.book import Book
 from xlconv.guards import check_tolerance, input_file, parse_json, xml_text
 from xlconv.errors import ExerciseError, SpecError
+from xlconv.parallel import check_jobs, default_jobs, fork_map
 from xlconv.model import (AlexNetSpec, Conv, ConvSheetSpec, ConvTranspose, Flatten, GridSpec, Linear, Loss,
                           SizeSheetSpec, Spec, check_shapes, compute)
 from xlconv.record import Block
@@ -382,8 +384,10 @@ def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolera
 def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: int | None = None,
              roster: str | Path | Sequence[Student] | None = None, self_check: bool = True,
              tolerance: float = DEFAULT_TOLERANCE, grid_csv: Mapping[str, Sequence[str | Path] | str | Path] | None = None,
-             id_column: str | None = None, name_column: str | None = None) -> ExerciseResult:
-    """Write a student workbook and an answer key per variant, an index CSV and the manifest grading reads."""
+             id_column: str | None = None, name_column: str | None = None, jobs: int | None = None) -> ExerciseResult:
+    """Write a student workbook and an answer key per variant, an index CSV and the manifest grading reads;
+    jobs processes write the variants (default: one per core), with the same files for any number."""
+    jobs = default_jobs() if jobs is None else check_jobs(jobs, "jobs", ExerciseError)
     parsed = _exercise_spec(spec if isinstance(spec, (ConvSheetSpec, SizeSheetSpec, AlexNetSpec)) else specs.load(spec))
     if grid_csv and isinstance(parsed, SizeSheetSpec):
         raise ExerciseError(f"{parsed.path}: an output-size sheet has no grids for --grid to replace")
@@ -411,17 +415,23 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
         variants.append(Variant(s, vseed, make_variant_spec(parsed, vseed), f"{STUDENTS_DIR}/{stem}.xlsx",
                                 f"{KEYS_DIR}/{stem}-key.xlsx"))
     with atomic_folder(out) as tmp:  # interrupted or out of disk: out keeps what it had
-        return _write_all(parsed, out, tmp, eid, seed, variants, earlier, self_check, tolerance)
+        return _write_all(parsed, out, tmp, eid, seed, variants, earlier, self_check, tolerance, jobs)
 
 
 def _write_all(parsed: ExerciseSpec, out: Path, tmp: Path, eid: str, seed: int, variants: list[Variant],
-               earlier: list[dict[str, Any]], self_check: bool, tolerance: float) -> ExerciseResult:
+               earlier: list[dict[str, Any]], self_check: bool, tolerance: float, jobs: int = 1) -> ExerciseResult:
     """Every variant's files, the manifest and the index, written into tmp (moved to out by the caller)."""
+    def write_variant(v: Variant) -> tuple[list[Block], list[Block]]:
+        return (_write(tmp / v.key_file, v, eid, "key", self_check, tolerance),
+                _write(tmp / v.student_file, v, eid, "student", self_check, tolerance))
+
+    # The workers are forked here, after the spec was parsed and every variant drawn: each writes whole
+    # variants into tmp, and the blocks come back in roster order, so the manifest is the same for any --jobs.
+    with progress.bar(len(variants), "exercise", unit="variant") as bar:
+        written = fork_map(write_variant, variants, jobs, bar.update)
     layout = None
     answers: list[str] = []
-    for v in variants:
-        key_blocks = _write(tmp / v.key_file, v, eid, "key", self_check, tolerance)
-        student_blocks = _write(tmp / v.student_file, v, eid, "student", self_check, tolerance)
+    for key_blocks, student_blocks in written:
         answers = [b.name for b in student_blocks if b.role == "answer"]
         cells = [(b.name, b.grids) for b in key_blocks]
         if cells != [(b.name, b.grids) for b in student_blocks] or (

@@ -23,24 +23,28 @@ got none. A hostile or broken file is a row, never an error of the run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
 import re
+import shutil
+import sys
 import tempfile
+import threading
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from xlconv import flags, loop, safety
+from xlconv import flags, loop, progress, safety
 from xlconv.atomic import atomic_path
 from xlconv.guards import check_tolerance, files_under, input_file, parse_json
 from xlconv.errors import ExerciseError, VerifyError, WorkbookError, XlconvError
 from xlconv.exercise import MANIFEST, MANIFEST_FORMAT, META_KEY
+from xlconv.parallel import check_jobs, default_jobs
 from xlconv.record import ROOT_ROLES, Block
 from xlconv.verify import expected_block
 
@@ -268,12 +272,14 @@ def _safe_text(text: str) -> str:
 
 def grade(submissions: Sequence[str | Path], key: str | Path, output: str | Path | None = "gradebook.csv",
           tolerance: float | None = None, timeout: float = safety.DEFAULT_TIMEOUT,
-          memory: int = safety.DEFAULT_MEMORY, engine_timeout: float = 120.0, jobs: int = 2,
+          memory: int = safety.DEFAULT_MEMORY, engine_timeout: float = 120.0, jobs: int | None = None,
           feedback: str | Path | None = None, marks_only: bool = False, formulas: str = "flag",
           due: str | dt.datetime | None = None, late_penalty: float = 0.0, roster: str | Path | None = None,
           lms: str | None = None, id_column: str | None = None, assignment: str | None = None) -> Gradebook:
     """Grade returned workbooks against an exercise folder; write the gradebook (.csv or .xlsx) to output, and
-    optionally a feedback workbook per graded file and the course site's import file (see xlconv.loop)."""
+    optionally a feedback workbook per graded file and the course site's import file (see xlconv.loop).
+
+    jobs sandboxed readers (default: one per core) read the files; the gradebook is the same for any number."""
     from openpyxl.xml import defusedxml_available
 
     if not defusedxml_available():
@@ -293,9 +299,17 @@ def grade(submissions: Sequence[str | Path], key: str | Path, output: str | Path
         if out.is_dir():
             raise ExerciseError(f"{out}: is a folder; give the gradebook a file name")
     ranges = [r for rec in k.answers + k.inputs for r in _ranges(rec)]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        reads = list(pool.map(lambda f: safety.read_submission(f, k.sheet, ranges, timeout, memory), files))
-    rows = [_grade_safely(f, r, k, tol, ranges, timeout, memory, engine_timeout) for f, r in zip(files, reads)]
+    jobs = default_jobs() if jobs is None else check_jobs(jobs, "jobs", ExerciseError)
+    # torch (for the cross-check of the right answers) is imported while the readers work, not after them.
+    warm = threading.Thread(target=_import_torch, daemon=True)
+    warm.start()
+    with safety.ReaderPool(jobs, timeout, memory) as pool:
+        with progress.bar(len(files), "grade", unit="file") as bar:
+            reads = pool.map(files, k.sheet, ranges, bar.update)
+        recalculated = _recalculate_all(files, reads, k, ranges, pool, engine_timeout)
+    warm.join()
+    with _one_torch_thread():
+        rows = [_grade_safely(f, r, k, tol, recalculated.get(n)) for n, (f, r) in enumerate(zip(files, reads))]
     _note_duplicates(rows)
     flags.apply(rows, k, tol, policy, GRADED)
     book = Gradebook(rows, {rec.name: _cells(rec) for rec in k.answers}, tol, out)
@@ -303,6 +317,29 @@ def grade(submissions: Sequence[str | Path], key: str | Path, output: str | Path
         write_gradebook(book, out)
     loop.finish(book, k, feedback, marks_only, people, lms, assignment, policy.formulas)
     return book
+
+
+def _import_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except Exception:  # noqa: BLE001 - the marking that needs it reports it
+        pass
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch on one thread while marking: each right answer is a tiny grid, on which torch's thread pool
+    mostly waits for itself (0.7 ms a conv on a busy 2-core machine, 0.1 ms on one thread)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _expand(submissions: Sequence[str | Path], out: Path | None) -> list[Path]:
@@ -339,11 +376,11 @@ def _meta(read: safety.ReadResult) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
-def _grade_safely(path: Path, read: safety.ReadResult, k: Key, tol: float, ranges: list[str], timeout: float,
-                  memory: int, engine_timeout: float) -> Row:
+def _grade_safely(path: Path, read: safety.ReadResult, k: Key, tol: float,
+                  recalculated: safety.ReadResult | None = None) -> Row:
     """One file's row, whatever the file holds: no submission can stop the run for the others."""
     try:
-        return _grade_one(path, read, k, tol, ranges, timeout, memory, engine_timeout)
+        return _grade_one(path, read, k, tol, recalculated)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - a hostile file must cost one row, not the gradebook
@@ -351,8 +388,8 @@ def _grade_safely(path: Path, read: safety.ReadResult, k: Key, tol: float, range
         return Row(str(path), "unreadable", f"could not be graded ({note})", seconds=read.seconds)
 
 
-def _grade_one(path: Path, read: safety.ReadResult, k: Key, tol: float, ranges: list[str], timeout: float,
-               memory: int, engine_timeout: float) -> Row:
+def _grade_one(path: Path, read: safety.ReadResult, k: Key, tol: float,
+               recalculated: safety.ReadResult | None = None) -> Row:
     row = Row(str(path), read.status, read.note, seconds=read.seconds)
     if read.status != "ok":
         return row
@@ -384,9 +421,9 @@ def _grade_one(path: Path, read: safety.ReadResult, k: Key, tol: float, ranges: 
     if read.cells is None:
         row.status, row.note = "missing-sheet", f"the sheet {k.sheet!r} is missing (sheets: {read.sheets})"
         return row
-    if any(is_formula and value is None for rec in k.answers for r in _ranges(rec)
-           for line in read.cells[r] for value, is_formula in line):
-        read = _recalculated(path, k, ranges, timeout, memory, engine_timeout)
+    if _needs_recalculation(read, k):
+        read = recalculated or safety.ReadResult("recalc-failed", "answers are formulas without saved values, "
+                                                                  "and they were not recalculated")
         if read.status != "ok":
             row.status, row.note = read.status, read.note
             return row
@@ -404,21 +441,49 @@ def _grade_one(path: Path, read: safety.ReadResult, k: Key, tol: float, ranges: 
     return row
 
 
-def _recalculated(path: Path, k: Key, ranges: list[str], timeout: float, memory: int,
-                  engine_timeout: float) -> safety.ReadResult:
-    """Recalculate a file that has formulas without saved values in LibreOffice, then read it again."""
+def _needs_recalculation(read: safety.ReadResult, k: Key) -> bool:
+    """Whether a file's answers hold formulas saved without values (openpyxl, some online tools save so)."""
+    return read.status == "ok" and read.cells is not None and any(
+        is_formula and value is None for rec in k.answers for r in _ranges(rec)
+        for line in read.cells.get(r, ()) for value, is_formula in line)
+
+
+def _recalculate_all(files: list[Path], reads: list[safety.ReadResult], k: Key, ranges: list[str],
+                     pool: safety.ReaderPool, engine_timeout: float) -> dict[int, safety.ReadResult]:
+    """Recalculate in LibreOffice the files whose answers are formulas without saved values, and read them
+    again: all in one LibreOffice run, and one run per file only if that one fails (one bad file costs one row)."""
     from xlconv.engine import recalculate
 
+    todo = [n for n, r in enumerate(reads) if _needs_recalculation(r, k)]
+    found: dict[int, safety.ReadResult] = {}
+    if not todo:
+        return found
     with tempfile.TemporaryDirectory(prefix="xlconv-grade-") as tmp:
+        # Copies with distinct names: students' files often share one (a folder per student).
+        copies = []
+        for n in todo:
+            copy = Path(tmp) / "in" / f"{n:06d}.xlsx"
+            copy.parent.mkdir(exist_ok=True)
+            shutil.copyfile(files[n], copy)
+            copies.append(copy)
         try:
-            [copy] = recalculate([path], tmp, timeout=engine_timeout)
-        except XlconvError as e:
-            return safety.ReadResult("recalc-failed", f"answers are formulas without saved values, and "
-                                                      f"LibreOffice could not recalculate: {str(e)[:200]}")
-        read = safety.read_submission(copy, k.sheet, ranges, timeout, memory)
-    if read.status == "ok" and read.cells is None:
-        return safety.ReadResult("recalc-failed", "the recalculated copy lost the exercise sheet")
-    return read
+            batches = [list(zip(todo, recalculate(copies, Path(tmp) / "out",
+                                                        timeout=engine_timeout + 5.0 * len(copies))))]
+        except XlconvError:
+            batches = []
+            for n, copy in zip(todo, copies):
+                try:
+                    batches.append(list(zip([n], recalculate([copy], Path(tmp) / f"out{n}", timeout=engine_timeout))))
+                except XlconvError as e:
+                    found[n] = safety.ReadResult("recalc-failed", f"answers are formulas without saved values, and "
+                                                                  f"LibreOffice could not recalculate: {str(e)[:200]}")
+        for batch in batches:
+            for n, out in batch:
+                read = pool.read(out, k.sheet, ranges)
+                if read.status == "ok" and read.cells is None:
+                    read = safety.ReadResult("recalc-failed", "the recalculated copy lost the exercise sheet")
+                found[n] = read
+    return found
 
 
 def _mark(row: Row, read: safety.ReadResult, k: Key, tol: float, variant: dict) -> Row:

@@ -1,9 +1,10 @@
 """Reading untrusted workbooks (students' submissions) without trusting them.
 
-Every submission is read in its own short-lived Python process (``python -P -m xlconv.safety``) that:
+Every submission is read in its own short-lived process, forked per file from a reader started for the run
+(``python -P -m xlconv.safety``; see ReaderPool), that:
 
 * limits itself first (``RLIMIT_AS`` memory, ``RLIMIT_CPU`` time, ``RLIMIT_FSIZE`` 0 so it can write no file,
-  no core dumps) and is killed, with its process group, after a wall-clock timeout;
+  no core dumps) and is killed, with its reader's process group, after a wall-clock timeout;
 * sniffs the bytes before any parser sees them: an empty file, an OLE2 compound file (a password-protected
   .xlsx is one: ``EncryptedPackage``; otherwise an old .xls), or anything that is not a zip;
 * checks the zip's directory before decompressing anything: member count, each member's and the total
@@ -21,6 +22,7 @@ word and a note, never as an exception in the grading run.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -31,10 +33,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, cast
 
 from xlconv import record
 from xlconv.engine import kill_group
+from xlconv.parallel import die_with_parent
 from xlconv.xlsxread import open_workbook
 
 MAX_FILE_BYTES = 20 * 2**20  # a student's toy workbook is tens of kB; LibreOffice's a few hundred
@@ -243,9 +246,16 @@ def read_workbook(path: Path, sheet: str, ranges: Sequence[str]) -> ReadResult:
             check_zip(path, zf)
     except zipfile.BadZipFile as e:
         raise Rejected("truncated", f"a damaged or truncated zip ({e})") from None
-    values, formulas, meta, sheets = {}, {}, {}, []
+    from xlconv.cells import parse_range
+
+    values: dict[tuple[int, int], Any] = {}
+    formulas: dict[tuple[int, int], str] = {}
+    meta: dict[str, str] = {}
+    sheets: list[str] = []
     box = _bounds(ranges)
     for data_only in (True, False):
+        if not data_only and sheet not in sheets:
+            break  # every answer cell is also read for a formula (grade's --formulas flag), even with a saved value
         wb = open_workbook(path, data_only)
         try:
             sheets = list(wb.sheetnames)
@@ -271,8 +281,6 @@ def read_workbook(path: Path, sheet: str, ranges: Sequence[str]) -> ReadResult:
             wb.close()
     if sheet not in sheets:
         return ReadResult("ok", meta=meta, sheets=sheets, cells=None)
-    from xlconv.cells import parse_range
-
     cells = {}
     for r in ranges:
         g = parse_range(r)
@@ -306,6 +314,22 @@ def _classify(exc: BaseException) -> tuple[str, str]:
 
 
 # --- the sandbox ----------------------------------------------------------------------------------------------
+#
+# A ReaderPool keeps `jobs` reading processes ("zygotes") for a whole batch. Each is a fresh interpreter
+# (``python -P -m xlconv.safety``, an empty working folder, a cleaned environment, its own process group) that
+# imports only what reading needs (openpyxl without NumPy, defusedxml, zipfile), then waits for requests on
+# stdin. For every file it forks a child that limits itself (RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE 0, no core
+# dumps), reads the file and writes its result to a pipe; the zygote relays the result (or how the child died)
+# to the grading process. A fork costs about a millisecond, where a fresh interpreter cost 150 ms, and every
+# file is read by a pristine process: what one file did (memory it fragmented, CPU it used) cannot change how
+# the next is read, whichever worker reads it. The grading process enforces the wall-clock timeout: it kills
+# the zygote's whole process group and starts a new zygote for the next file. A zygote exits when its stdin
+# closes, so when the grading process dies, however it dies, its readers go with it.
+
+_FRAME = b"%d %d\n"  # how the child ended (exit status, or -signal), then the length of its JSON result
+_NO_RESULT_OOM = json.dumps({"status": "out-of-memory", "note": "reading it needed more memory than the limit",
+                             "meta": {}, "sheets": [], "cells": None, "sheet": ""}).encode()
+_START_TIMEOUT = 120.0  # seconds for a reader to start (an interpreter and openpyxl, on a busy machine)
 
 
 def _limit(memory: int, cpu_seconds: int) -> None:
@@ -319,83 +343,311 @@ def _limit(memory: int, cpu_seconds: int) -> None:
                                    else hard))
 
 
-def _worker_main() -> int:
-    """Entry point of the sandboxed process: request JSON on stdin, result JSON on stdout."""
-    request = json.loads(sys.stdin.read(1 << 20))
-    _limit(int(request["memory"]), int(request["cpu"]))
+def _read_in_child(request: dict[str, Any], out_fd: int) -> None:
+    """The forked child: limit itself, read one file, write its result as JSON to out_fd; never returns."""
     try:
-        result = read_workbook(Path(request["path"]), request["sheet"], request["ranges"])
-    except Rejected as r:
-        result = ReadResult(r.status, r.note)
-    except BaseException as e:  # noqa: BLE001 - any failure on an untrusted file becomes a status
-        result = ReadResult(*_classify(e))
-    doc = {"status": result.status, "note": result.note, "meta": result.meta, "sheets": result.sheets,
-           "cells": result.cells, "sheet": result.sheet}
-    sys.stdout.write(json.dumps(doc))
-    sys.stdout.flush()
+        die_with_parent()
+        oom = _NO_RESULT_OOM  # made before the limits: the child may be unable to make anything after them
+        _limit(int(request["memory"]), int(request["cpu"]))
+        try:
+            try:
+                result = read_workbook(Path(request["path"]), request["sheet"], request["ranges"])
+            except Rejected as r:
+                result = ReadResult(r.status, r.note)
+            except BaseException as e:  # noqa: BLE001 - any failure on an untrusted file becomes a status
+                result = ReadResult(*_classify(e))
+            data = json.dumps({"status": result.status, "note": result.note, "meta": result.meta,
+                               "sheets": result.sheets, "cells": result.cells, "sheet": result.sheet}).encode()
+        except MemoryError:
+            data = oom
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out_fd, view):]
+    finally:
+        os._exit(0)
+
+
+def _serve() -> int:
+    """The zygote: import what reading needs, then fork one limited child per request line on stdin."""
+    import select
+
+    sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # openpyxl reads cells without it
+    import openpyxl.reader.excel  # noqa: F401 - imported once here, inherited by every child
+    from openpyxl.xml import DEFUSEDXML  # noqa: F401
+
+    import resource
+
+    for which in (resource.RLIMIT_FSIZE, resource.RLIMIT_CORE):
+        resource.setrlimit(which, (0, resource.getrlimit(which)[1]))
+    stdin = cast(io.BufferedReader, sys.stdin.buffer)
+    stdout = sys.stdout.buffer
+    stdout.write(b"ready\n")
+    stdout.flush()
+    while line := stdin.readline():
+        request = json.loads(line)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)  # the child talks to no one but its pipe
+            os.dup2(null, 1)
+            _read_in_child(request, w)
+        os.close(w)
+        chunks = []
+        while True:
+            ready, _, _ = select.select([r, stdin.fileno()], [], [])
+            if stdin.fileno() in ready and not stdin.peek(1):  # the grading process is gone: so is this reader
+                os.kill(pid, signal.SIGKILL)
+                return 0
+            if r in ready:
+                chunk = os.read(r, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        data = b"".join(chunks)
+        stdout.write(_FRAME % (code, len(data)) + data)
+        stdout.flush()
     return 0
 
 
-def read_submission(path: str | Path, sheet: str, ranges: Sequence[str], timeout: float = DEFAULT_TIMEOUT,
-                    memory: int = DEFAULT_MEMORY) -> ReadResult:
-    """Read one untrusted workbook in a sandboxed process, bounded in time and memory; never raises for the file."""
+class Reader:
+    """One zygote process of a ReaderPool, started when first needed and again after it was killed."""
+
+    def __init__(self, cwd: str, env: dict[str, str]):
+        self.cwd, self.env = cwd, env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.buffer = b""
+
+    def start(self) -> None:
+        """Start the zygote and wait until it has imported what reading needs."""
+        # -P and an empty working folder: a submission folder can never shadow a module the reader imports.
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "xlconv.safety"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=self.cwd, env=self.env,
+                                     start_new_session=True)
+        self.buffer = b""
+        line = self._receive_line(_deadline(_START_TIMEOUT))
+        if line != b"ready":
+            self.kill()
+            raise OSError(f"the reading process did not start (it said {(line or b'')[:80]!r})")
+
+    def kill(self) -> None:
+        """Kill the zygote and whatever child it is running (its process group)."""
+        if self.proc is not None:
+            kill_group(self.proc)
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except OSError:  # what was buffered for a zygote that is gone
+                        pass
+            self.proc = None
+
+    def close(self) -> None:
+        """Let the zygote end by closing its stdin; kill it if it lingers."""
+        if self.proc is not None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                self.proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            self.kill()
+
+    def _receive(self, n: int, deadline: float) -> bytes | None:
+        import select
+        import time
+
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while len(self.buffer) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, max(1 << 16, n - len(self.buffer)))
+            if not chunk:
+                raise EOFError("the reading process ended")
+            self.buffer += chunk
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+    def _receive_line(self, deadline: float) -> bytes | None:
+        import select
+        import time
+
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise EOFError("the reading process ended")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+    def read(self, path: Path, sheet: str, ranges: Sequence[str], timeout: float, memory: int) -> ReadResult:
+        """Read one file in a fresh child of the zygote; a timeout kills the zygote (a new one starts next)."""
+        import time
+
+        if self.proc is None:
+            try:
+                self.start()
+            except (OSError, EOFError) as e:
+                return ReadResult("unreadable", f"the reading process could not start ({e})")
+        assert self.proc is not None and self.proc.stdin is not None
+        request = json.dumps({"path": str(path), "sheet": sheet, "ranges": list(ranges), "memory": memory,
+                              "cpu": max(1, int(timeout) + 1)}).encode() + b"\n"
+        start = time.monotonic()
+        deadline = start + timeout
+        try:
+            self.proc.stdin.write(request)
+            self.proc.stdin.flush()
+            header = self._receive_line(deadline)
+            if header is not None:
+                code, size = (int(x) for x in header.split())
+                data = self._receive(size, deadline + 5.0)  # the result is written: a little more time to relay it
+                if data is not None:
+                    return _result(code, data, time.monotonic() - start)
+        except (OSError, EOFError, ValueError) as e:
+            self.kill()
+            return ReadResult("unreadable", f"the reading process failed ({type(e).__name__}: {e})",
+                              seconds=time.monotonic() - start)
+        self.kill()
+        return ReadResult("timeout", f"reading it took longer than {timeout:g} s; the reader was stopped",
+                          seconds=time.monotonic() - start)
+
+
+def _deadline(seconds: float) -> float:
+    """The monotonic clock's time seconds from now."""
     import time
 
-    path = Path(path)
-    start = time.monotonic()
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return ReadResult("missing", "no such file")
-    except OSError as e:
-        return ReadResult("unreadable", f"cannot stat it: {e.strerror}")
-    import stat as stat_mod
+    return time.monotonic() + seconds
 
-    if not stat_mod.S_ISREG(st.st_mode):
-        what = "a folder" if stat_mod.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
-        return ReadResult("not-a-workbook", what)
-    if st.st_size > MAX_FILE_BYTES:
-        return ReadResult("too-large", f"{st.st_size:,} bytes (limit {MAX_FILE_BYTES:,})")
-    request = json.dumps({"path": str(path.resolve()), "sheet": sheet, "ranges": list(ranges), "memory": memory,
-                          "cpu": max(1, int(timeout) + 1)})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENPYXL_", "PYTHONSTARTUP", "PYTHONINSPECT"))}
-    # The reader imports this very xlconv (the parent's working folder and relative paths do not carry over).
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-                                                           if p and os.path.isabs(p)])
-    env.update(OPENPYXL_DEFUSEDXML="True", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1",
-               OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
-    with tempfile.TemporaryDirectory(prefix="xlconv-read-") as empty:
-        # -P and an empty working folder: a submission folder can never shadow a module the reader imports.
-        proc = subprocess.Popen([sys.executable, "-P", "-m", "xlconv.safety"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=empty, env=env,
-                                start_new_session=True)
-        try:
-            out, err = proc.communicate(request.encode(), timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            return ReadResult("timeout", f"reading it took longer than {timeout:g} s; the reader was stopped",
-                              seconds=time.monotonic() - start)
-        finally:
-            kill_group(proc)
-    seconds = time.monotonic() - start
-    if proc.returncode != 0 or not out:
-        code = proc.returncode
+
+def _result(code: int, data: bytes, seconds: float) -> ReadResult:
+    """A ReadResult from a child's exit status and JSON answer."""
+    if not data:
         if code in (-signal.SIGXCPU, -signal.SIGKILL):
             return ReadResult("timeout", f"the reader ran out of CPU time (signal {-code})", seconds=seconds)
-        tail = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        if "MemoryError" in tail[0]:
+        if code == -signal.SIGSEGV:  # the C parts of a parser that could not map memory
             return ReadResult("out-of-memory", "reading it needed more memory than the limit", seconds=seconds)
-        return ReadResult("unreadable", f"the reader failed (exit status {code}): {tail[0][:200]}", seconds=seconds)
+        return ReadResult("unreadable", f"the reader failed (exit status {code})", seconds=seconds)
     try:
-        doc = json.loads(out)
+        doc = json.loads(data)
         return ReadResult(doc["status"], doc["note"], doc["meta"], doc["sheets"], doc["cells"], seconds,
                           doc.get("sheet") or "")
     except (ValueError, KeyError, TypeError) as e:
         return ReadResult("unreadable", f"the reader's answer was garbled ({e})", seconds=seconds)
 
 
+def _precheck(path: Path) -> ReadResult | None:
+    """What the grading process can tell without opening the file: missing, not a regular file, too large."""
+    import stat as stat_mod
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return ReadResult("missing", "no such file")
+    except OSError as e:
+        return ReadResult("unreadable", f"cannot stat it: {e.strerror}")
+    if not stat_mod.S_ISREG(st.st_mode):
+        what = "a folder" if stat_mod.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
+        return ReadResult("not-a-workbook", what)
+    if st.st_size > MAX_FILE_BYTES:
+        return ReadResult("too-large", f"{st.st_size:,} bytes (limit {MAX_FILE_BYTES:,})")
+    return None
+
+
+class ReaderPool:
+    """`jobs` sandboxed readers for a batch of untrusted workbooks: ``with ReaderPool(2) as pool: pool.map(...)``."""
+
+    def __init__(self, jobs: int = 1, timeout: float = DEFAULT_TIMEOUT, memory: int = DEFAULT_MEMORY):
+        self.jobs, self.timeout, self.memory = max(1, int(jobs)), timeout, memory
+        self._tmp = tempfile.TemporaryDirectory(prefix="xlconv-read-")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENPYXL_", "PYTHONSTARTUP", "PYTHONINSPECT"))}
+        # The reader imports this very xlconv (the parent's working folder and relative paths do not carry over).
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                                               if p and os.path.isabs(p)])
+        env.update(OPENPYXL_DEFUSEDXML="True", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1",
+                   OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
+        import queue
+
+        self._readers = [Reader(self._tmp.name, env) for _ in range(self.jobs)]
+        self._idle: queue.SimpleQueue[Reader] = queue.SimpleQueue()
+        for r in self._readers:
+            self._idle.put(r)
+
+    def __enter__(self) -> ReaderPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(kill=exc[0] is not None)
+
+    def close(self, kill: bool = False) -> None:
+        """End every reader (kill: at once, e.g. on Ctrl-C or SIGTERM) and remove the working folder."""
+        for r in self._readers:
+            r.kill() if kill else r.close()
+        self._tmp.cleanup()
+
+    def pids(self) -> list[int]:
+        """The process ids of the readers running now (for tests)."""
+        return [r.proc.pid for r in self._readers if r.proc is not None]
+
+    def read(self, path: str | Path, sheet: str, ranges: Sequence[str]) -> ReadResult:
+        """Read one untrusted workbook in a sandboxed child, bounded in time and memory; never raises for the file."""
+        path = Path(path)
+        early = _precheck(path)
+        if early is not None:
+            return early
+        reader = self._idle.get()
+        try:
+            return reader.read(path.resolve(), sheet, ranges, self.timeout, self.memory)
+        finally:
+            self._idle.put(reader)
+
+    def map(self, paths: Sequence[str | Path], sheet: str, ranges: Sequence[str],
+            done: Callable[[], None] | None = None) -> list[ReadResult]:
+        """Read many files, `jobs` at a time; results in the order of paths, whatever order they finish in."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(p: str | Path) -> ReadResult:
+            result = self.read(p, sheet, ranges)
+            if done is not None:
+                done()
+            return result
+
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="xlconv-read")
+        try:
+            futures = [pool.submit(one, p) for p in paths]
+            return [f.result() for f in futures]
+        except BaseException:
+            # Ctrl-C or SIGTERM: stop the readers now, so the threads waiting on them return at once.
+            for f in futures if "futures" in locals() else []:
+                f.cancel()
+            for r in self._readers:
+                r.kill()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def read_submission(path: str | Path, sheet: str, ranges: Sequence[str], timeout: float = DEFAULT_TIMEOUT,
+                    memory: int = DEFAULT_MEMORY) -> ReadResult:
+    """Read one untrusted workbook in a sandboxed process, bounded in time and memory; never raises for the file."""
+    path = Path(path)
+    early = _precheck(path)
+    if early is not None:
+        return early
+    with ReaderPool(1, timeout, memory) as pool:
+        return pool.read(path, sheet, ranges)
 
 
 if __name__ == "__main__":
-    sys.exit(_worker_main())
+    sys.exit(_serve())
