@@ -298,13 +298,19 @@ def test_progress_bars_show_only_when_turned_on(cls, tmp_path, capsys):
     assert "grade:" in err and "/2 [" in err and "file/s" in err
 
 
-def test_a_reader_that_cannot_start_costs_each_file_a_row(cls):
+def test_a_reader_that_cannot_start_costs_each_file_a_row(cls, tmp_path):
+    # A package named xlconv first on the reader's path that fails to import: the reader cannot start, however
+    # xlconv itself is installed (editable, wheel or PYTHONPATH).
+    broken = tmp_path / "broken"
+    (broken / "xlconv").mkdir(parents=True)
+    (broken / "xlconv" / "__init__.py").write_text("raise ImportError('a reader that cannot start')\n")
     pool = safety.ReaderPool(1, timeout=60)
     with pool:
-        pool._readers[0].env["PYTHONPATH"] = "/nonexistent"  # python -P in an empty folder: no xlconv to import
+        pool._readers[0].env["PYTHONPATH"] = str(broken)
         results = pool.map(cls["files"][:2], cls["key"].sheet, _ranges(cls["key"]))
     assert [r.status for r in results] == ["unreadable", "unreadable"]
-    assert all("could not start" in r.note for r in results)
+    assert "could not start" in results[0].note and all("the reading process" in r.note for r in results), \
+        [r.note for r in results]
     assert children(os.getpid()) == set()
 
 
