@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".xlconv-install-stamp"
-ENGINE_BINARIES = ("soffice", "ssconvert", "pdftoppm", "node", "npm")
-ENGINE_PACKAGES = ("libreoffice-calc-nogui", "gnumeric", "poppler-utils", "fonts-crosextra-carlito", "nodejs", "npm")
+# binary -> the Debian package that brings it (Carlito, Calibri's metrics, comes with LibreOffice)
+ENGINE_PACKAGES = {"soffice": "libreoffice-calc-nogui", "ssconvert": "gnumeric", "pdftoppm": "poppler-utils",
+                   "node": "nodejs", "npm": "npm"}
+ENGINE_BINARIES = tuple(ENGINE_PACKAGES)
 HF_DIR = ROOT / "engines" / "hyperformula"  # its package.json and package-lock.json pin HyperFormula
 USAGE = "usage: python3 dev.py build [args...] | python3 dev.py test [pytest args...]"
 
@@ -97,7 +99,11 @@ def ensure_system_engines() -> None:
     missing = [b for b in ENGINE_BINARIES if shutil.which(b) is None]
     if not missing:
         return
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *ENGINE_PACKAGES]
+    # Only the missing binaries' packages: a nodesource nodejs bundles npm and conflicts with Debian's npm.
+    packages = [ENGINE_PACKAGES[b] for b in missing]
+    if "soffice" in missing:
+        packages.append("fonts-crosextra-carlito")  # Calibri's metrics, so pages break as in Excel
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         print(
             f"dev.py: {', '.join(missing)} missing, engine tests will be skipped; install with: "
@@ -105,7 +111,7 @@ def ensure_system_engines() -> None:
             flush=True,
         )
         return
-    print(f"dev.py: {', '.join(missing)} missing; installing {' '.join(ENGINE_PACKAGES)} with apt-get", flush=True)
+    print(f"dev.py: {', '.join(missing)} missing; installing {' '.join(packages)} with apt-get", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     # A failed install is not fatal here: the engine tests then skip (or fail under CI) and say why.
     if run(["apt-get", "update"], env=env) == 0:
