@@ -21,9 +21,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import worktree  # benchmarks/common.py, beside this script
+
 
 TOY = ["lee-6x6", "velickovic-7x7", "convolved-feature-5x5", "edge-laplacian", "output-size"]
 
@@ -47,16 +47,6 @@ def commands(out: str, baseline: Path | None = None, rev: str = "") -> dict[str,
     return cmds
 
 
-@contextlib.contextmanager
-def worktree(rev: str) -> Iterator[Path]:
-    """A temporary git worktree of rev."""
-    with tempfile.TemporaryDirectory(prefix="xlconv-bench-") as tmp:
-        path = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(path), rev], check=True)
-        try:
-            yield path
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
 
 
 def main() -> None:

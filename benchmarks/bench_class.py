@@ -24,17 +24,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, load, worktree  # benchmarks/common.py, beside this script
+
 SPEC = "lee-6x6"
 SEED = 12
 
 
-def load() -> str:
-    """The load averages uptime reports."""
-    out = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    return out[out.find("load average"):] if "load average" in out else out
 
 
 def roster(path: Path, n: int) -> Path:
@@ -42,16 +38,6 @@ def roster(path: Path, n: int) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def worktree(rev: str) -> Iterator[Path]:
-    """A temporary git worktree of rev."""
-    with tempfile.TemporaryDirectory(prefix="xlconv-bench-") as tmp:
-        path = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(path), rev], check=True)
-        try:
-            yield path
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
 
 
 def returned_files(ex: Path, out: Path) -> list[Path]:
@@ -105,7 +91,7 @@ def main() -> None:
     args = ap.parse_args()
     py = sys.executable
     here = {**os.environ, "PYTHONPATH": str(ROOT)}
-    print(f"before: {load()}; {os.cpu_count()} cores; {args.students} students, {args.rounds} rounds")
+    print(f"before: {load()}; {args.students} students, {args.rounds} rounds")
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xlconv-class-")))
         trees = {"this tree": here}

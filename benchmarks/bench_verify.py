@@ -29,9 +29,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, load, worktree  # benchmarks/common.py, beside this script
+
 
 RECALC = """
 import sys, time, tempfile
@@ -91,22 +91,8 @@ print(time.perf_counter() - t)
 """
 
 
-@contextlib.contextmanager
-def worktree(rev: str) -> Iterator[Path]:
-    """A temporary git worktree of rev."""
-    with tempfile.TemporaryDirectory(prefix="xlconv-bench-") as tmp:
-        path = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(path), rev], check=True)
-        try:
-            yield path
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
 
 
-def load() -> str:
-    """The machine's load averages (1, 5, 15 min) and core count: the machine is shared."""
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
 
 
 def run(cmd: list[str], env: dict[str, str], inner: bool) -> float:
