@@ -1,8 +1,11 @@
 """Tests for xlconv.engine: real recalculation, the canary, and failure reporting."""
 
+import io
+import re
 import stat
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -191,3 +194,75 @@ def test_poison_rejects_a_missing_canary_formula(xml):
     with pytest.raises(WorkbookError, match="no _xlconv!B1 canary"):
         engine._poison_canary(xml, Path("x.xlsx"))
 
+
+
+def _members(path: Path) -> dict[str, tuple[bytes, int, int]]:
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None  # every member inflates and matches its CRC
+        return {i.filename: (zf.read(i), i.compress_type, i.compress_size) for i in zf.infolist()}
+
+
+def _unseekable_copy(src: Path, dest: Path) -> None:
+    """Rewrite a workbook through a stream zipfile cannot seek in, so every member is followed by a data
+    descriptor (flag bit 3), as some zip writers do."""
+    class Forward(io.RawIOBase):
+        def __init__(self, fh):
+            self.fh = fh
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            return self.fh.write(b)
+
+    with zipfile.ZipFile(src) as zin, open(dest, "wb") as fh:
+        with zipfile.ZipFile(Forward(fh), "w", zipfile.ZIP_DEFLATED) as zout:
+            for info in zin.infolist():
+                zout.writestr(info.filename, zin.read(info))
+    with zipfile.ZipFile(dest) as zf:
+        assert all(i.flag_bits & 0x08 for i in zf.infolist())
+
+
+@pytest.mark.parametrize("descriptors", [False, True], ids=["plain", "data-descriptors"])
+def test_poisoned_copy_rewrites_the_canary_member_and_copies_the_rest_compressed(tmp_path, descriptors):
+    src = make_workbook(tmp_path / "made.xlsx")
+    if descriptors:
+        _unseekable_copy(src, tmp_path / "streamed.xlsx")
+        src = tmp_path / "streamed.xlsx"
+    dest = tmp_path / "poisoned.xlsx"
+    engine._write_poisoned_copy(src, dest)
+    before, after = _members(src), _members(dest)
+    assert list(before) == list(after)
+    with zipfile.ZipFile(src) as zf:
+        canary_member = engine._canary_sheet_member(zf, src)
+    for name, (data, method, size) in before.items():
+        if name == canary_member:
+            assert after[name][1] == zipfile.ZIP_STORED and b"<v>-1</v>" in after[name][0]
+        else:
+            assert after[name] == (data, method, size)  # the same compressed bytes, not inflated and redone
+    assert engine._read_canary(dest, "test", src) == -1
+    assert cell(dest, "Main", "B1") == 999  # openpyxl reads the copy too
+
+
+@pytest.mark.parametrize(
+    "cell_xml, expected",
+    [
+        ('<c r="B1"><f>21*2</f><v>42</v></c>', 42),
+        ('<c r="B1" s="3" t="n"><f>21*2</f><v>42.0</v></c>', 42),
+        ('<x:c r="B1"><x:f>21*2</x:f><x:v>41.5</x:v></x:c>', 41.5),
+        ('<c r="B1" t="str"><f>21*2</f><v>42</v></c>', "42 (a cell of type 'str')"),
+        ('<c r="B1" t="e"><f>21*2</f><v>#VALUE!</v></c>', "#VALUE! (a cell of type 'e')"),
+        ('<c r="B1"><f>21*2</f></c>', None),
+        ('<c r="B1"><f>21*2</f><v/></c>', None),
+        ('<c r="B10"><f>21*2</f><v>42</v></c>', None),
+    ],
+)
+def test_canary_is_read_from_its_sheet_alone(tmp_path, cell_xml, expected):
+    src = make_workbook(tmp_path / "made.xlsx")
+    with zipfile.ZipFile(src) as zf:
+        member = engine._canary_sheet_member(zf, src)
+        xml = re.sub(r"<sheetData>.*</sheetData>", f"<sheetData><row r=\"1\">{cell_xml}</row></sheetData>",
+                     zf.read(member).decode(), flags=re.DOTALL)
+        with open(tmp_path / "engine-output.xlsx", "wb") as out:
+            engine._copy_zip(zf, out, {member: xml.encode()})
+    assert engine._read_canary(tmp_path / "engine-output.xlsx", "test", src) == expected

@@ -12,12 +12,14 @@ import posixpath
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from defusedxml import ElementTree
 
@@ -25,7 +27,6 @@ from xlconv import hyperformula
 from xlconv.errors import EngineError, WorkbookError
 from xlconv.guards import input_file
 from xlconv.record import CANARY_CELL, CANARY_SHEET, CANARY_VALUE
-from xlconv.xlsxread import open_workbook
 
 ENGINES = ("libreoffice", "gnumeric", "hyperformula")
 
@@ -192,22 +193,72 @@ def _output_names(sources: list[Path], out_dir: Path, engine: str) -> list[Path]
 
 
 def _write_poisoned_copy(src: Path, dest: Path) -> None:
-    """Copy the workbook member by member, with the canary's cached value set to a wrong one."""
+    """Copy the workbook with the canary's cached value set to a wrong one: the canary sheet's member rewritten,
+    every other member copied as its compressed bytes (inflating and rewriting the 64-channel AlexNet workbook's
+    100 MB of XML took a second of verify's own time)."""
     try:
         with zipfile.ZipFile(src) as zin:
             member = _canary_sheet_member(zin, src)
             xml = zin.read(member).decode("utf-8")
-            poisoned = _poison_canary(xml, src)
-            # Stored, not deflated: the copy lives seconds in a temporary folder, and deflating the 64-channel
-            # AlexNet workbook's 100 MB of XML again took longer than the rest of verify's own work.
-            with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zout:
-                for info in zin.infolist():
-                    data = poisoned.encode("utf-8") if info.filename == member else zin.read(info)
-                    zout.writestr(info, data, compress_type=zipfile.ZIP_STORED)
+            poisoned = _poison_canary(xml, src).encode("utf-8")
+            with open(dest, "wb") as out:
+                _copy_zip(zin, out, {member: poisoned})
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError, zlib.error, EOFError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise WorkbookError(f"{src}: no such file") from None
         raise WorkbookError(f"{src}: not an .xlsx workbook ({exc})") from None
+
+
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_END = struct.Struct("<IHHHHIIH")
+_ZIP32 = 0xFFFFFFFF
+_DATA_DESCRIPTOR = 0x08
+_UTF8_NAMES = 0x800
+
+
+def _copy_zip(zin: zipfile.ZipFile, out: BinaryIO, replace: dict[str, bytes]) -> None:
+    """Write zin's members to out: those in replace with their new bytes (stored), the others' compressed
+    bytes unchanged. Plain zip only (no zip64, at most 65,535 members); BadZipFile for anything else."""
+    infos = zin.infolist()
+    if len(infos) >= 0xFFFF:
+        raise zipfile.BadZipFile(f"{len(infos)} members")
+    fp = zin.fp
+    assert fp is not None
+    central = []
+    for info in infos:
+        name = info.filename.encode("utf-8")
+        if info.filename in replace:
+            data = replace[info.filename]
+            method, crc, size, csize = zipfile.ZIP_STORED, zlib.crc32(data), len(data), len(data)
+        else:
+            fp.seek(info.header_offset)
+            header = fp.read(_LOCAL.size)
+            if len(header) != _LOCAL.size or _LOCAL.unpack(header)[0] != 0x04034B50:
+                raise zipfile.BadZipFile(f"bad local header for {info.filename!r}")
+            name_len, extra_len = _LOCAL.unpack(header)[9:]
+            fp.seek(info.header_offset + _LOCAL.size + name_len + extra_len)
+            data = fp.read(info.compress_size)
+            if len(data) != info.compress_size:
+                raise zipfile.BadZipFile(f"{info.filename!r} is truncated")
+            method, crc, size, csize = info.compress_type, info.CRC, info.file_size, info.compress_size
+        offset = out.tell()
+        if max(size, csize, offset + len(data)) >= _ZIP32:
+            raise zipfile.BadZipFile(f"{info.filename!r} needs zip64")
+        year, month, day, hour, minute, second = info.date_time
+        dos_date = max(year - 1980, 0) << 9 | month << 5 | day
+        dos_time = hour << 11 | minute << 5 | second // 2
+        # Sizes go in the local header, so no data descriptor follows the data.
+        flags = (info.flag_bits & ~_DATA_DESCRIPTOR) | _UTF8_NAMES
+        out.write(_LOCAL.pack(0x04034B50, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), 0))
+        out.write(name)
+        out.write(data)
+        central.append(_CENTRAL.pack(0x02014B50, 20, 20, flags, method, dos_time, dos_date, crc, csize, size,
+                                     len(name), 0, 0, 0, 0, 0, offset) + name)
+    start = out.tell()
+    directory = b"".join(central)
+    out.write(directory)
+    out.write(_END.pack(0x06054B50, 0, 0, len(central), len(central), len(directory), start, 0))
 
 
 def _not_xlconv(path: Path) -> WorkbookError:
@@ -307,17 +358,40 @@ def _check_canary(produced: Path, engine: str, original: Path) -> None:
         )
 
 
+_CANARY_SHEET_BYTES = 64 * 2**20  # the record sheet of the largest workbook xlconv writes is well under 1 MB
+_CELL_TYPE = re.compile(r"\st=[\"'](?P<t>[^\"']*)[\"']")
+
+
 def _read_canary(produced: Path, engine: str, original: Path) -> object:
+    """The canary's value as the engine saved it, read from the canary sheet's XML alone: a number, the text of
+    a string result, or None when the cell or its value is missing (openpyxl, which parses the whole workbook
+    and its styles first, took most of a second on the 64-channel AlexNet workbook)."""
     try:
-        wb = open_workbook(produced)
-    except Exception as exc:  # openpyxl raises many unrelated types for a broken file
+        with zipfile.ZipFile(produced) as zf:
+            member = _canary_sheet_member(zf, produced)
+            if zf.getinfo(member).file_size > _CANARY_SHEET_BYTES:
+                return None
+            with zf.open(member) as fh:
+                xml = fh.read(_CANARY_SHEET_BYTES + 1).decode("utf-8")
+    except WorkbookError:
+        return None  # no canary sheet or cell: reported as not recalculated
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, zlib.error, EOFError, KeyError) as exc:
         raise EngineError(f"{engine} wrote an unreadable workbook for {original}: {exc}") from None
-    try:
-        if CANARY_SHEET not in wb.sheetnames:
-            return None
-        return wb[CANARY_SHEET][CANARY_CELL].value
-    finally:
-        wb.close()
+    cell = _CELL.search(xml)
+    if cell is None:
+        return None
+    value = _VALUE.search(cell["body"])
+    if value is None or value.group(0).endswith("/>"):
+        return None
+    text = re.sub(r"^<[^>]*>|<[^>]*>$", "", value.group(0)).strip()
+    kind = _CELL_TYPE.search(cell["open"])
+    if kind is None or kind["t"] == "n":
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return int(number) if number.is_integer() else number
+    return f"{text} (a cell of type {kind['t']!r})"
 
 
 # --- running the engines ----------------------------------------------------
