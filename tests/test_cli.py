@@ -62,3 +62,17 @@ def test_missing_file(tmp_path):
 def test_python_m_and_console_script_agree():
     proc = run("--help")
     assert proc.returncode == 0 and "build" in proc.stdout and "verify" in proc.stdout
+
+
+@pytest.mark.parametrize("args, status", [(["build", "lee-6x6", "-o", "out"], 0), (["verify", "missing.xlsx"], 2)])
+def test_the_command_skips_torch_teardown_but_keeps_its_output_and_status(tmp_path, args, status):
+    # With torch loaded, run() ends the process with os._exit: what was printed must still arrive, in full.
+    code = ("import sys, torch; from xlconv.cli import run; "
+            f"sys.argv = ['xlconv'] + {args!r}; print('before', flush=False); run()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == status, proc.stderr
+    if status == 0:
+        assert proc.stdout.splitlines() == ["before", "out/lee-6x6.xlsx"]
+    else:
+        assert proc.stdout == "before\n" and proc.stderr.startswith("xlconv: ") and "missing.xlsx" in proc.stderr

@@ -9,6 +9,7 @@ import math
 import shutil
 import time
 
+import numpy as np
 import pytest
 from blocks import cell_of
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +18,7 @@ from openpyxl import Workbook, load_workbook
 
 import xlconv
 from xlconv.engine import convert, run_tool
+from xlconv import xlsxread
 from xlconv.xlsxread import open_workbook, read_values
 
 ERRORS = {"#DIV/0!", "#VALUE!", "#N/A", "#REF!", "#NUM!", "#NAME?", "#NULL!"}
@@ -153,6 +155,39 @@ def test_only_the_asked_sheets_are_read_from_a1_and_a_missing_one_is_left_out(tm
     values = read_values(path, ["B", "Nope"])
     assert values.names == ["A", "B"] and set(values.sheets) == {"B"}
     assert values.sheets["B"].numbers.shape == (2, 3) and values.sheets["B"].numbers[1, 2] == 7
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_readers_in_parallel_give_what_one_reader_gives(tmp_path, jobs):
+    path = tmp_path / "four.xlsx"
+    wb = Workbook()
+    wb.active.title = "A"
+    for k, name in enumerate(["B", "C", "D"]):
+        ws = wb.create_sheet(name)
+        for r in range(1, 4 + 3 * k):
+            ws.cell(r, 2, r * (k + 1))
+        ws["A1"] = f"text {name}"
+    wb.create_sheet("_record")["A1"] = "kept"
+    wb.save(path)
+    wanted = ["A", "B", "C", "D", "Nope"]
+    one = read_values(path, wanted, rows=("_record", 1, 1))
+    many = read_values(path, wanted, rows=("_record", 1, 1), jobs=jobs, weights={"D": 100, "C": 50})
+    assert many.names == one.names and many.rows == one.rows == {"_record": [["kept"]]}
+    assert set(many.sheets) == set(one.sheets) == {"A", "B", "C", "D"}
+    for name in one.sheets:
+        np.testing.assert_array_equal(many.sheets[name].numbers, one.sheets[name].numbers)
+        assert many.sheets[name].texts == one.sheets[name].texts
+
+
+@pytest.mark.parametrize("sheets, jobs, weights, groups", [
+    (["a", "b", "c"], 2, {"a": 10, "b": 3, "c": 3}, [["a"], ["b", "c"]]),
+    (["a", "b", "c"], 1, {}, [["a", "b", "c"]]),
+    (["a"], 4, {}, [["a"]]),
+    (None, 2, {}, [None]),
+    (["x", "y", "z", "w"], 2, {"x": 5, "y": 4, "z": 3, "w": 2}, [["w", "x"], ["y", "z"]]),
+])
+def test_sheets_are_split_heaviest_first_onto_the_lightest_reader(sheets, jobs, weights, groups):
+    assert xlsxread._split(sheets, jobs, weights) == groups
 
 
 @pytest.mark.libreoffice

@@ -1,7 +1,5 @@
 """python -m xlconv."""
 
-import sys
+from xlconv.cli import run
 
-from xlconv.cli import main
-
-sys.exit(main())
+run()

@@ -18,6 +18,7 @@ from xlconv.engine import recalculate
 from xlconv.errors import VerifyError, WorkbookError
 from xlconv import safety
 from xlconv.guards import check_tolerance, input_file
+from xlconv.parallel import default_jobs
 from xlconv.record import (EXERCISE_ROLES, ROOT_ROLES, Block, ConvParams, ConvTransposeParams, FlattenParams,
                            GradParams, LinearParams, LossParams, PoolParams, ReluParams, SgdParams, SoftmaxParams)
 from xlconv.xlsxread import Sheet, read_values
@@ -108,10 +109,13 @@ def read_records(path: str | Path, name: str | Path | None = None) -> tuple[list
 class _Cells:
     """Values of one recalculated workbook, every sheet the record names read at once with python-calamine."""
 
-    def __init__(self, path: Path, sheets: Sequence[str], name: str | Path | None = None, timeout: float = 300):
+    def __init__(self, path: Path, blocks: Sequence[Block], name: str | Path | None = None, timeout: float = 300):
         self.name = name or path
-        try:
-            values = read_values(path, sorted(set(sheets)), timeout=timeout)
+        cells: dict[str, int] = {}
+        for rec in blocks:
+            cells[rec.sheet] = cells.get(rec.sheet, 0) + sum(g.height * g.width for g in rec.grids)
+        try:  # two readers at once when there are cores for them: the biggest sheet alone is most of the wait
+            values = read_values(path, sorted(cells), timeout=timeout, jobs=min(2, default_jobs()), weights=cells)
         except OSError as e:  # read_records parsed it a moment ago; anything now is damage or a hostile file
             raise WorkbookError(f"{self.name}: its values cannot be read ({e})") from None
         self.names, self.sheets, self.problems = set(values.names), values.sheets, values.problems
@@ -148,7 +152,7 @@ def check(recalculated: str | Path, original: str | Path | None = None, engine: 
     tol = recorded_tol if tolerance is None else check_tolerance(tolerance, "--tolerance", VerifyError)
     checked = [rec for rec in blocks if rec.role not in EXERCISE_ROLES]
     with progress.bar(len(checked), "verify: reading values", unit="block") as bar:
-        cells = _Cells(recalculated, [rec.sheet for rec in checked], original, timeout)
+        cells = _Cells(recalculated, checked, original, timeout)
         sheets = {rec.sheet: SheetReport(rec.sheet) for rec in blocks}
         current: dict[str, np.ndarray] = {}
         for rec in checked:

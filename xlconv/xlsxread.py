@@ -12,9 +12,10 @@ import sys
 import tempfile
 import warnings
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:  # the reading child process imports no NumPy
     import numpy as np
@@ -67,13 +68,43 @@ class Values:
 
 
 def read_values(path: str | Path, sheets: Sequence[str] | None = None, timeout: float = 300,
-                memory: int = READ_MEMORY, rows: tuple[str, int, int] | None = None) -> Values:
+                memory: int = READ_MEMORY, rows: tuple[str, int, int] | None = None,
+                jobs: int = 1, weights: Mapping[str, int] | None = None) -> Values:
     """Read cached values with python-calamine in a child process bounded in memory and time (call the safety
     checks first); OSError if the reader itself fails, a problem per sheet for what it could not read.
 
     ``rows=(sheet, n, m)`` also returns that sheet's first n rows of m cells as plain values (None for a blank),
-    the way openpyxl's ``iter_rows(values_only=True)`` gives them.
+    the way openpyxl's ``iter_rows(values_only=True)`` gives them. ``jobs`` children read the sheets at once,
+    split by ``weights`` (say, each sheet's cell count): calamine parses one sheet on one core.
     """
+    groups = _split(list(sheets) if sheets is not None else None, jobs, weights or {})
+    if len(groups) == 1:
+        return _read_group(path, groups[0], timeout, memory, rows)
+    with ThreadPoolExecutor(len(groups)) as pool:  # each thread only waits on its child
+        parts = list(pool.map(lambda g: _read_group(path, g[1], timeout, memory, rows if g[0] == 0 else None),
+                              enumerate(groups)))
+    merged = parts[0]
+    for part in parts[1:]:
+        merged.sheets.update(part.sheets)
+        merged.problems.update(part.problems)
+    return merged
+
+
+def _split(sheets: list[str] | None, jobs: int, weights: Mapping[str, int]) -> list[list[str] | None]:
+    """At most jobs groups of sheets, heaviest first onto the lightest group (None: every sheet, one group)."""
+    if sheets is None or jobs <= 1 or len(sheets) <= 1:
+        return [sheets]
+    groups: list[list[str]] = [[] for _ in range(min(jobs, len(sheets)))]
+    load = [0] * len(groups)
+    for name in sorted(sheets, key=lambda n: -weights.get(n, 1)):
+        k = load.index(min(load))
+        groups[k].append(name)
+        load[k] += weights.get(name, 1)
+    return [sorted(g) for g in groups]
+
+
+def _read_group(path: str | Path, sheets: list[str] | None, timeout: float, memory: int,
+                rows: tuple[str, int, int] | None) -> Values:
     request = json.dumps({"path": str(Path(path).resolve()), "sheets": [] if sheets is None else list(sheets),
                           "all": sheets is None, "rows": rows, "memory": memory, "cpu": max(1, int(timeout) + 1)})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
