@@ -364,7 +364,13 @@ def test_cli_prints_the_path(tmp_path, capsys):
     got = block(rows, recs["conv1_input"].grids)
     t = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.transforms()
     expected = np.pad(lecture_tensor(photo, t.mean, t.std).numpy(), ((0, 0), (2, 2), (2, 2)))
-    assert np.array_equal(got.astype(np.float32), expected)
+    # The cached values are what the cells' formula computes in float64, (pixel/255 - mean)/std; torch's
+    # transforms compute it in float32, so they agree to float32's precision.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=4 * np.finfo(np.float32).eps)
+    raw = block(sheet_rows(out, "Preprocess"), recs["pre_raw"].grids)
+    std = block(sheet_rows(out, "Preprocess"), recs["pre_std"].grids)
+    mean_typed = block(sheet_rows(out, "Preprocess"), recs["pre_mean"].grids)
+    assert np.array_equal(got[:, 2:-2, 2:-2], (raw / 255 - mean_typed) / std)
     mean = block(sheet_rows(out, "Preprocess"), recs["pre_mean"].grids).ravel()
     assert np.allclose(mean, t.mean)
 
@@ -389,8 +395,11 @@ def test_conv1_input_is_the_lecture_transform_padded(built):
     got = block(sheet_rows(built["random"], "conv1"), recs["conv1_input"].grids)
     assert got.shape == (3, 228, 228)
     expected = np.pad(lecture_tensor().numpy(), ((0, 0), (2, 2), (2, 2)))
-    # The typed numbers read back as exactly torchvision's float32 values, and the ring is zero.
-    assert np.array_equal(got.astype(np.float32), expected)
+    # The cached values are the formula's float64 (pixel/255 - 0.5)/0.5, torchvision's float32 values to float32's
+    # precision, and the ring is zero.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=4 * np.finfo(np.float32).eps)
+    raw = block(sheet_rows(built["random"], "Preprocess"), recs["pre_raw"].grids)
+    assert np.array_equal(got[:, 2:-2, 2:-2], (raw / 255 - 0.5) / 0.5)
     assert not got[:, :2].any() and not got[:, -2:].any() and not got[:, :, :2].any() and not got[:, :, -2:].any()
 
 

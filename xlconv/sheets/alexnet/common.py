@@ -61,6 +61,21 @@ def fmt7(values: np.ndarray) -> list[str]:
     return [f"{v:.7g}" for v in np.asarray(values, dtype=np.float64).ravel().tolist()]
 
 
+def typed_number(v: float) -> float:
+    """A number as a spreadsheet reads it back after XlsxWriter typed it (16 significant digits)."""
+    return float(f"{float(v):.16G}")
+
+
+def normalized_input(data: Run) -> np.ndarray:
+    """conv1's input cells as every engine computes them: (pixel/255 - mean)/std in float64 from the typed pixels,
+    mean and std, (C, size, size). As their cached values, verify can work out conv1 from the original workbook
+    while the engine recalculates: they are the values the engine's copy holds."""
+    raw = data.photo.pixels.transpose(2, 0, 1).astype(np.float64)
+    mean = np.array([typed_number(v) for v in data.photo.mean])[:, None, None]
+    std = np.array([typed_number(v) for v in data.photo.std])[:, None, None]
+    return (raw / 255 - mean) / std
+
+
 def padded_input(data: Run) -> np.ndarray:
     """The pre-processed photo with conv1's ring of zeros: (C, padded, padded) float32."""
     geo = data.geometry
@@ -144,4 +159,5 @@ def scaled_page_setup(ws: Any, landscape: bool, plan: tuple[int, list[int]],
 
 
 __all__ = ["heading", "weights_line", "conv1_module", "pool1_module", "square", "decimals", "fmt9", "fmt7",
-           "padded_input", "note", "print_plan", "scaled_page_setup", "row_height"]
+           "padded_input", "normalized_input", "typed_number", "note", "print_plan", "scaled_page_setup",
+           "row_height"]

@@ -24,7 +24,7 @@ from xlconv.book import Book
 from xlconv.cells import MAX_FORMULA_CHARS, a1, quote_sheet
 from xlconv.rowstream import Deferred, RowStream, xf
 from xlconv.sheets import style
-from xlconv.sheets.alexnet.common import (conv1_module, decimals, fmt7, fmt9, heading, note, padded_input,
+from xlconv.sheets.alexnet.common import (conv1_module, decimals, fmt7, heading, normalized_input, note,
                                           pool1_module, print_plan, row_height, scaled_page_setup, square)
 from xlconv.sheets.alexnet.layout import (CHANNEL_NAMES, GRID_PX, GRID_WIDTH, LABEL_POINTS, MAPS_PER_BAND, MIRRORED,
                                           SHEET_CONTENTS, SHEET_CONV, SHEET_FILTERS, SHEET_PRE, SHEET_TRACE, Layout)
@@ -81,7 +81,7 @@ class ConvSheet:
         big = xf(b.fmt(font_size=SECTION_PT, bold=True, font_color=style.HEADING_BLUE, valign="vcenter"))
 
         # 1. the padded input: a ring of typed zeros around live (pixel/255 - mean)/std of Preprocess's cells.
-        padded = padded_input(data)
+        normalized = normalized_input(data)
         # No borders on the big grids: zoomed out, the heatmap colours draw the picture.
         in_s = xf(b.fmt(num_format="0.00", font_size=7, align="center", valign="vcenter",
                         bg_color=style.COLOURS["input"]))
@@ -98,14 +98,14 @@ class ConvSheet:
             m, s = (pre + L.pre_param(w, c).cell(0, 0, absolute=True) for w in ("mean", "std"))
             p0, p1 = fx.pieces(fx.normalize(fx.hole(0), m, s), 1)
             raw_top = L.raw_grid(c).top
-            vals_c = padded[c]
+            exact = normalized[c]
             for i in range(padded_size):
                 rs = str(g.top + i + 1)
                 if i < P or i >= P + size:
                     cells = [f'<c r="{col(g.left + j)}{rs}" s="{pad_s}"><v>0</v></c>' for j in range(padded_size)]
                 else:
                     raw_r = str(raw_top + i - P + 1)
-                    vals = fmt9(vals_c[i, P:P + size])
+                    vals = [repr(v) for v in exact[i - P].tolist()]
                     cells = [f'<c r="{col(g.left + j)}{rs}" s="{pad_s}"><v>0</v></c>' for j in range(P)]
                     cells += [f'<c r="{col(g.left + P + j)}{rs}" s="{in_s}"><f>{p0}{raw_cols[j]}{raw_r}{p1}</f>'
                               f'<v>{v}</v></c>' for j, v in enumerate(vals)]
