@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -312,7 +311,7 @@ def main(argv=None) -> int:
                  "NumPy and torch", f"{ver['wall']:.2f}", f"{ver['rss']:.0f}", "", ""))
     d_time, d_mem = build["wall"] - base["wall"], build["rss"] - base["rss"]
     lines = [
-        f"# AlexNet workbook: speed and size\n",
+        "# AlexNet workbook: speed and size\n",
         f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} "
         f"{platform.machine()}; weights: {a.weights}; channels: {a.channels}; medians of {n} runs, each in a fresh "
         f"process.\n",

@@ -109,13 +109,15 @@ def read_records(path: str | Path, name: str | Path | None = None) -> tuple[list
 class _Cells:
     """Values of one recalculated workbook, every sheet the record names read at once with python-calamine."""
 
-    def __init__(self, path: Path, blocks: Sequence[Block], name: str | Path | None = None, timeout: float = 300):
+    def __init__(self, path: Path, blocks: Sequence[Block], name: str | Path | None = None, timeout: float = 300,
+                 jobs: int | None = None):
         self.name = name or path
         cells: dict[str, int] = {}
         for rec in blocks:
             cells[rec.sheet] = cells.get(rec.sheet, 0) + sum(g.height * g.width for g in rec.grids)
+        jobs = min(2, default_jobs()) if jobs is None else jobs
         try:  # two readers at once when there are cores for them: the biggest sheet alone is most of the wait
-            values = read_values(path, sorted(cells), timeout=timeout, jobs=min(2, default_jobs()), weights=cells)
+            values = read_values(path, sorted(cells), timeout=timeout, jobs=jobs, weights=cells)
         except OSError as e:  # read_records parsed it a moment ago; anything now is damage or a hostile file
             raise WorkbookError(f"{self.name}: its values cannot be read ({e})") from None
         self.names, self.sheets, self.problems = set(values.names), values.sheets, values.problems
@@ -169,7 +171,8 @@ class Ahead:
 def work_ahead(original: str | Path, blocks: Sequence[Block], timeout: float = 300) -> Ahead:
     """Every reference that depends on the workbook's inputs alone, from the original's values (as written)."""
     checked = [rec for rec in blocks if rec.role not in EXERCISE_ROLES]
-    cells = _Cells(Path(original), [rec for rec in checked if rec.role in ROOT_ROLES], original, timeout)
+    # One reader: this runs beside the engine, on the core it leaves free.
+    cells = _Cells(Path(original), [rec for rec in checked if rec.role in ROOT_ROLES], original, timeout, jobs=1)
     roots = {rec.name: cells.block(rec) for rec in checked if rec.role in ROOT_ROLES}
     current, expected = dict(roots), {}
     for rec in checked:
