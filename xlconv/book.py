@@ -14,7 +14,8 @@ from xlsxwriter.comments import Comments
 from xlsxwriter.format import Format
 from xlsxwriter.packager import Packager
 from xlsxwriter.vml import Vml
-from xlsxwriter.worksheet import Worksheet
+from xlsxwriter.utility import xl_rowcol_to_cell_fast
+from xlsxwriter.worksheet import CellBlankTuple, CellFormulaTuple, CellNumberTuple, CellStringTuple, Worksheet
 
 from xlconv import record
 from xlconv._version import __version__
@@ -50,6 +51,67 @@ class _Worksheet(Worksheet):
         if type(data) is not str or ("_x" not in data and data.isprintable()):
             return data
         return Worksheet._escape_control_characters(data)
+
+    # The sheet's rows as XlsxWriter's _write_rows, _calculate_spans and _write_cell write them, with the cells
+    # of a row taken from its dict rather than by probing every column of the sheet's width, and the common cells
+    # (a number, a shared string, a formula with a number, a blank, with their own format or none) written by one
+    # f-string each instead of XlsxWriter's attribute lists: the same characters, a fifth of a variant's time.
+
+    def _calculate_spans(self) -> None:
+        spans = {}
+        span_min: int | None = None
+        span_max = 0
+        lo, hi = self.dim_colmin, self.dim_colmax
+        for row_num in range(self.dim_rowmin, self.dim_rowmax + 1):
+            for source in (self.table, self.comments):
+                if row_num in source:
+                    cols = [c for c in source[row_num] if lo <= c <= hi]
+                    if cols and span_min is None:
+                        span_min, span_max = min(cols), max(cols)
+                    elif cols:
+                        span_min, span_max = min(span_min, *cols), max(span_max, *cols)
+            if ((row_num + 1) % 16 == 0) or row_num == self.dim_rowmax:
+                if span_min is not None:
+                    spans[int(row_num / 16)] = f"{span_min + 1}:{span_max + 1}"
+                    span_min = None
+        self.row_spans = spans
+
+    def _write_rows(self) -> None:
+        self._calculate_spans()
+        lo, hi = self.dim_colmin, self.dim_colmax
+        for row_num in range(self.dim_rowmin, self.dim_rowmax + 1):
+            if row_num in self.row_info or row_num in self.comments or self.table[row_num]:
+                span = self.row_spans.get(int(row_num / 16))
+                row = self.table[row_num]
+                if row:
+                    self._write_row(row_num, span, self.row_info.get(row_num))
+                    for col_num in sorted(c for c in row if lo <= c <= hi):
+                        self._write_cell(row_num, col_num, row[col_num])
+                    self._xml_end_tag("row")
+                else:
+                    self._write_empty_row(row_num, span, self.row_info.get(row_num))
+
+    def _write_cell(self, row: int, col: int, cell: Any) -> None:
+        kind = type(cell)
+        fmt = cell.format
+        if fmt:
+            s = f' s="{fmt._get_xf_index()}"'
+        elif (row in self.row_info and self.row_info[row].row_format) or col in self.col_info:
+            super()._write_cell(row, col, cell)  # a row's or column's format
+            return
+        else:
+            s = ""
+        if kind is CellNumberTuple:
+            self.fh.write(f'<c r="{xl_rowcol_to_cell_fast(row, col)}"{s}><v>{cell.number:.16G}</v></c>')
+        elif kind is CellStringTuple and not self.constant_memory:
+            self.fh.write(f'<c r="{xl_rowcol_to_cell_fast(row, col)}"{s} t="s"><v>{cell.string}</v></c>')
+        elif kind is CellFormulaTuple and not isinstance(cell.value, (bool, str)):
+            formula = self._escape_data(cell.formula)
+            self.fh.write(f'<c r="{xl_rowcol_to_cell_fast(row, col)}"{s}><f>{formula}</f><v>{cell.value}</v></c>')
+        elif kind is CellBlankTuple:
+            self.fh.write(f'<c r="{xl_rowcol_to_cell_fast(row, col)}"{s}/>')
+        else:
+            super()._write_cell(row, col, cell)
 
     def _prepare_formula(self, formula: str, expand_future_functions: bool = False) -> str:
         key = (formula, bool(expand_future_functions or self.use_future_functions))
