@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zlib
+from collections import OrderedDict
 from io import StringIO
 from pathlib import Path
 from types import TracebackType
+from zipfile import ZIP64_LIMIT, ZIP_DEFLATED, ZipFile, ZipInfo
 from typing import Any, Callable, Literal, Sequence
 
 import xlsxwriter
@@ -204,9 +207,83 @@ def _comments(fh: StringIO, ws: Any) -> None:
     comments._assemble_xml_file(ws.comments_list)
 
 
+_ZIPPED: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()  # a part's bytes -> (deflated, CRC-32)
+_ZIPPED_MAX = 64
+
+
+def _deflated(data: bytes) -> tuple[bytes, int]:
+    """data deflated as ZipFile deflates it (default level, raw stream) and its CRC, made once per content: most
+    parts of a workbook are the same in every variant, and the least recently used are dropped."""
+    hit = _ZIPPED.get(data)
+    if hit is not None:
+        _ZIPPED.move_to_end(data)
+        return hit
+    z = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    hit = _ZIPPED[data] = (z.compress(data) + z.flush(), zlib.crc32(data))
+    if len(_ZIPPED) > _ZIPPED_MAX:
+        _ZIPPED.popitem(last=False)
+    return hit
+
+
+def _write_member(zf: ZipFile, zinfo: ZipInfo, data: bytes) -> None:
+    """zf.writestr(zinfo, data) for a deflated member of a zip file on disk, with the deflated bytes from _deflated:
+    the same header (as ZipFile writes it once the sizes and CRC are known), data and directory entry."""
+    fp: Any = zf.fp
+    if (zf._writing or not zf._seekable or zinfo.compress_type != ZIP_DEFLATED  # type: ignore[attr-defined]
+            or zinfo._compresslevel is not None or len(data) * 1.05 > ZIP64_LIMIT):  # type: ignore[attr-defined]
+        zf.writestr(zinfo, data)
+        return
+    deflated, crc = _deflated(data)
+    zinfo.file_size = len(data)
+    zinfo.flag_bits = 0x00
+    if not zinfo.external_attr:
+        zinfo.external_attr = 0o600 << 16
+    fp.seek(zf.start_dir)
+    zinfo.header_offset = fp.tell()
+    zf._writecheck(zinfo)  # type: ignore[attr-defined]
+    zf._didModify = True  # type: ignore[attr-defined]
+    zinfo.compress_size, zinfo.CRC = len(deflated), crc
+    fp.write(zinfo.FileHeader(False))
+    fp.write(deflated)
+    zf.start_dir = fp.tell()
+    zf.filelist.append(zinfo)
+    zf.NameToInfo[zinfo.filename] = zinfo
+
+
 class _Workbook(xlsxwriter.Workbook):
     def _get_packager(self) -> Packager:
         return _Packager()
+
+    def _store_workbook(self) -> None:
+        """XlsxWriter's _store_workbook for a workbook made in memory (the same steps, in the same order), with each
+        part zipped by _write_member."""
+        if not self.in_memory or self.vba_project:
+            super()._store_workbook()
+            return
+        with ZipFile(self.filename, "w", compression=ZIP_DEFLATED, allowZip64=self.allow_zip64) as xlsx_file:
+            packager = self._get_packager()
+            if not self.worksheets():
+                self.add_worksheet()
+            if self.worksheet_meta.activesheet == 0:
+                self.worksheets_objs[0].selected = 1
+                self.worksheets_objs[0].hidden = 0
+            for sheet in self.worksheets():
+                if sheet.index == self.worksheet_meta.activesheet:
+                    sheet.active = 1
+            self._prepare_sst_string_data()
+            self._prepare_vml()
+            self._prepare_defined_names()
+            self._prepare_drawings()
+            self._add_chart_data()
+            self._prepare_tables()
+            self._prepare_metadata()
+            packager._add_workbook(self)
+            packager._set_tmpdir(self.tmpdir)
+            packager._set_in_memory(self.in_memory)
+            for part, name, is_binary in packager._create_package():
+                zinfo = ZipInfo(name, (1980, 1, 1, 0, 0, 0))
+                zinfo.compress_type = xlsx_file.compression
+                _write_member(xlsx_file, zinfo, part.getvalue() if is_binary else part.getvalue().encode("utf-8"))
 
 
 class Book:
@@ -265,9 +342,11 @@ class Book:
         return self.path
 
 
-def check_formula(formula: str, where: str) -> str:
-    """Refuse a formula past Excel's 8,192-character limit, naming where it would go."""
+def check_formula(formula: str, where: str | Callable[[], str]) -> str:
+    """Refuse a formula past Excel's 8,192-character limit, naming where it would go (where may be a function
+    giving that text, so that the cells of a grid do not each spell it out for nothing)."""
     if len(formula) > MAX_FORMULA_CHARS:
+        where = where if isinstance(where, str) else where()
         raise SpecError(f"{where}: a formula would be {len(formula)} characters, past Excel's limit of "
                         f"{MAX_FORMULA_CHARS}")
     return formula
