@@ -98,3 +98,14 @@ def test_an_unusual_roster_is_still_read_by_pandas(tmp_path):
     (tmp_path / "empty.csv").write_text("", encoding="utf-8")
     with pytest.raises(ExerciseError, match=r"empty\.csv: not a readable roster CSV \(EmptyDataError"):
         read_roster(tmp_path / "empty.csv")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_built_workbooks_are_the_same_bytes_as_xlsxwriter_s(tmp_path, monkeypatch, name):
+    # The fast paths serve `xlconv build` too (AlexNet's workbook streams its rows: constant_memory).
+    from xlconv.build import build
+
+    monkeypatch.setattr(book, "_PLAIN", True)
+    plain = build(name, tmp_path / "plain").read_bytes()
+    monkeypatch.setattr(book, "_PLAIN", False)
+    assert build(name, tmp_path / "fast").read_bytes() == plain

@@ -13,7 +13,7 @@ from zipfile import ZIP64_LIMIT, ZIP_DEFLATED, ZipFile, ZipInfo
 from typing import Any, Callable, Literal, Sequence
 
 import xlsxwriter
-from xlsxwriter.comments import Comments
+from xlsxwriter.comments import Comments, CommentType
 from xlsxwriter.format import Format
 from xlsxwriter.packager import Packager
 from xlsxwriter.vml import Vml
@@ -33,6 +33,7 @@ _PLAIN = False
 _PREPARED: dict[tuple[str, bool], str] = {}
 _XML_ESCAPES = re.compile('["&<>\n]')  # what XlsxWriter's XML writer escapes
 _PREPARED_MAX = 200_000
+_NOTES: dict[tuple[int, int, str, str], CommentType] = {}  # (row, col, text, repr(options)) -> an unplaced note
 
 
 class _Worksheet(Worksheet):
@@ -118,6 +119,30 @@ class _Worksheet(Worksheet):
         else:
             super()._write_cell(row, col, cell)
 
+    def write_comment(self, row: Any, col: Any, comment: Any = None, options: Any = None) -> Literal[0, -1, -2]:
+        """XlsxWriter's write_comment, the note copied from one made earlier with the same cell, text and options
+        (its colour parsed and options applied once for every variant)."""
+        opts = repr(options)
+        if type(row) is not int or type(col) is not int or type(comment) is not str or 2 * len(comment) > \
+                self.xls_strmax or " at 0x" in opts:
+            return super().write_comment(row, col, comment, options)  # A1 notation, a long text, odd options
+        if self._check_dimensions(row, col):
+            return -1
+        key = (row, col, comment, opts)
+        proto = _NOTES.get(key)
+        if proto is None:
+            proto = CommentType(row, col, comment, options)  # never placed in a sheet: stays as made
+            if len(_NOTES) >= 10_000:
+                _NOTES.clear()
+            _NOTES[key] = proto
+        note = CommentType.__new__(CommentType)
+        note.__dict__.update(proto.__dict__)
+        note.vertices = list(proto.vertices)
+        self.has_vml = True
+        self.has_comments = True
+        self.comments[row][col] = note
+        return 0
+
     def _prepare_formula(self, formula: str, expand_future_functions: bool = False) -> str:
         key = (formula, bool(expand_future_functions or self.use_future_functions))
         done = _PREPARED.get(key)
@@ -146,6 +171,38 @@ class _Packager(Packager):
                 self._filename(f"xl/drawings/vmlDrawing{index}.vml").write(_part(key, lambda fh: _vml(fh, ws)))
                 index += 1
 
+    def _cached(self, key: tuple[Any, ...] | None, write: Callable[[], None]) -> None:
+        """What write() adds to the package (one part), from _PARTS when key was written before; key None (data
+        that _exact could not key) always writes."""
+        if not self.in_memory:  # parts written to temporary files (constant_memory)
+            write()
+            return
+        done = _NAMED_PARTS.get(key) if key is not None else None
+        if done is not None:
+            self._filename(done[0]).write(done[1])
+            return
+        count = len(self.filenames)
+        write()
+        if key is not None and len(self.filenames) == count + 1:
+            fh, name, is_binary = self.filenames[-1]
+            if not is_binary:
+                if len(_NAMED_PARTS) >= 64:
+                    _NAMED_PARTS.clear()
+                _NAMED_PARTS[key] = (name, fh.getvalue())
+
+    def _write_styles_file(self) -> None:
+        wb = self.workbook
+        key = _exact(("styles", [_format_state(f) for f in wb.xf_formats], wb.palette, wb.font_count, wb.num_formats,
+                      wb.border_count, wb.fill_count, wb.custom_colors, [_format_state(f) for f in wb.dxf_formats],
+                      wb.has_comments))
+        self._cached(key, super()._write_styles_file)
+
+    def _write_app_file(self) -> None:
+        wb = self.workbook
+        key = _exact(("app", [(ws.name, ws.is_chartsheet, ws.hidden) for ws in wb.worksheets()],
+                      self.chartsheet_count, self.named_ranges, sorted(wb.doc_properties.items()), wb.read_only))
+        self._cached(key, super()._write_app_file)
+
     def _write_comment_files(self) -> None:
         if not self.in_memory:
             super()._write_comment_files()
@@ -171,6 +228,21 @@ def _state(x: Any) -> Any:
     if hasattr(x, "__dict__") and type(x).__repr__ is object.__repr__:
         return (type(x).__qualname__, _state(vars(x)))
     return (type(x).__qualname__, repr(x))
+
+
+_NAMED_PARTS: dict[tuple[Any, ...], tuple[str, str]] = {}  # key -> (the part's name in the package, its XML)
+
+
+def _format_state(f: Format) -> dict[str, Any]:
+    """A Format's attributes but the workbook's index dictionaries (shared by all its formats)."""
+    return {k: v for k, v in vars(f).items() if k not in ("xf_format_indices", "dxf_format_indices")}
+
+
+def _exact(data: Any) -> tuple[str, str] | None:
+    """A key equal exactly when data prints the same, None when it holds an object printed by its address
+    (another object could later get the same address)."""
+    text = repr(data)
+    return None if " at 0x" in text else ("repr", text)
 
 
 def _notes_key(objs: list[Any]) -> tuple[Any, ...]:

@@ -327,6 +327,7 @@ def read_roster(path: str | Path, id_column: str | None = None, name_column: str
         return None
 
     id_col = pick(id_column, ID_COLUMNS, "student id", True)
+    assert id_col is not None  # required: pick raised otherwise
     name_col = pick(name_column, NAME_COLUMNS, "student name", False)
     students: list[Student] = []
     seen: dict[str, int] = {}  # student id -> roster row
