@@ -13,7 +13,7 @@ from zipfile import ZIP64_LIMIT, ZIP_DEFLATED, ZipFile, ZipInfo
 from typing import Any, Callable, Literal, Sequence
 
 import xlsxwriter
-from xlsxwriter.comments import Comments, CommentType
+from xlsxwriter.comments import Comments
 from xlsxwriter.format import Format
 from xlsxwriter.packager import Packager
 from xlsxwriter.vml import Vml
@@ -33,7 +33,6 @@ _PLAIN = False
 _PREPARED: dict[tuple[str, bool], str] = {}
 _XML_ESCAPES = re.compile('["&<>\n]')  # what XlsxWriter's XML writer escapes
 _PREPARED_MAX = 200_000
-_NOTES: dict[tuple[int, int, str, str], CommentType] = {}  # (row, col, text, repr(options)) -> an unplaced note
 
 
 class _Worksheet(Worksheet):
@@ -119,30 +118,6 @@ class _Worksheet(Worksheet):
         else:
             super()._write_cell(row, col, cell)
 
-    def write_comment(self, row: Any, col: Any, comment: Any = None, options: Any = None) -> Literal[0, -1, -2]:
-        """XlsxWriter's write_comment, the note copied from one made earlier with the same cell, text and options
-        (its colour parsed and options applied once for every variant)."""
-        opts = repr(options)
-        if type(row) is not int or type(col) is not int or type(comment) is not str or 2 * len(comment) > \
-                self.xls_strmax or " at 0x" in opts:
-            return super().write_comment(row, col, comment, options)  # A1 notation, a long text, odd options
-        if self._check_dimensions(row, col):
-            return -1
-        key = (row, col, comment, opts)
-        proto = _NOTES.get(key)
-        if proto is None:
-            proto = CommentType(row, col, comment, options)  # never placed in a sheet: stays as made
-            if len(_NOTES) >= 10_000:
-                _NOTES.clear()
-            _NOTES[key] = proto
-        note = CommentType.__new__(CommentType)
-        note.__dict__.update(proto.__dict__)
-        note.vertices = list(proto.vertices)
-        self.has_vml = True
-        self.has_comments = True
-        self.comments[row][col] = note
-        return 0
-
     def _prepare_formula(self, formula: str, expand_future_functions: bool = False) -> str:
         key = (formula, bool(expand_future_functions or self.use_future_functions))
         done = _PREPARED.get(key)
@@ -190,13 +165,6 @@ class _Packager(Packager):
                     _NAMED_PARTS.clear()
                 _NAMED_PARTS[key] = (name, fh.getvalue())
 
-    def _write_styles_file(self) -> None:
-        wb = self.workbook
-        key = _exact(("styles", [_format_state(f) for f in wb.xf_formats], wb.palette, wb.font_count, wb.num_formats,
-                      wb.border_count, wb.fill_count, wb.custom_colors, [_format_state(f) for f in wb.dxf_formats],
-                      wb.has_comments))
-        self._cached(key, super()._write_styles_file)
-
     def _write_app_file(self) -> None:
         wb = self.workbook
         key = _exact(("app", [(ws.name, ws.is_chartsheet, ws.hidden) for ws in wb.worksheets()],
@@ -231,11 +199,6 @@ def _state(x: Any) -> Any:
 
 
 _NAMED_PARTS: dict[tuple[Any, ...], tuple[str, str]] = {}  # key -> (the part's name in the package, its XML)
-
-
-def _format_state(f: Format) -> dict[str, Any]:
-    """A Format's attributes but the workbook's index dictionaries (shared by all its formats)."""
-    return {k: v for k, v in vars(f).items() if k not in ("xf_format_indices", "dxf_format_indices")}
 
 
 def _exact(data: Any) -> tuple[str, str] | None:
