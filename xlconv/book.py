@@ -133,6 +133,13 @@ class _Packager(Packager):
     workbook with the very same notes: every variant of an exercise has the same notes, and writing them was a
     sixth of a variant's time. The key is the notes' full data, so any difference writes them afresh."""
 
+    def _notes(self, ws: Worksheet) -> tuple[Any, ...]:
+        """_notes_key of a sheet's notes, made once for its VML drawing and its comments part (half a ms each)."""
+        keys: dict[int, tuple[Any, ...]] = self.__dict__.setdefault("_xlconv_notes", {})
+        if id(ws) not in keys:
+            keys[id(ws)] = _notes_key(ws.comments_list)
+        return keys[id(ws)]
+
     def _write_vml_files(self) -> None:
         sheets = self.workbook.worksheets()
         if not self.in_memory or any(ws.has_header_vml for ws in sheets):
@@ -141,8 +148,7 @@ class _Packager(Packager):
         index = 1
         for ws in sheets:
             if ws.has_vml:
-                key = ("vml", ws.vml_data_id, ws.vml_shape_id, _notes_key(ws.comments_list),
-                       _notes_key(ws.buttons_list))
+                key = ("vml", ws.vml_data_id, ws.vml_shape_id, self._notes(ws), _notes_key(ws.buttons_list))
                 self._filename(f"xl/drawings/vmlDrawing{index}.vml").write(_part(key, lambda fh: _vml(fh, ws)))
                 index += 1
 
@@ -178,7 +184,7 @@ class _Packager(Packager):
         index = 1
         for ws in self.workbook.worksheets():
             if ws.has_comments:
-                key = ("comments", _notes_key(ws.comments_list))
+                key = ("comments", self._notes(ws))
                 self._filename(f"xl/comments{index}.xml").write(_part(key, lambda fh: _comments(fh, ws)))
                 index += 1
 
