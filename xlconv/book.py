@@ -60,7 +60,7 @@ class _Worksheet(Worksheet):
     # The sheet's rows as XlsxWriter's _write_rows, _calculate_spans and _write_cell write them, with the cells
     # of a row taken from its dict rather than by probing every column of the sheet's width, and the common cells
     # (a number, a shared string, a formula with a number, a blank, with their own format or none) written by one
-    # f-string each instead of XlsxWriter's attribute lists: the same characters, a fifth of a variant's time.
+    # f-string each instead of XlsxWriter's attribute lists: the same characters (tests/test_exercise_fast.py).
 
     def _calculate_spans(self) -> None:
         spans = {}
@@ -131,7 +131,8 @@ class _Worksheet(Worksheet):
 class _Packager(Packager):
     """XlsxWriter's packager, reusing the XML of cell notes (comments and their VML drawing) from an earlier
     workbook with the very same notes: every variant of an exercise has the same notes, and writing them was a
-    sixth of a variant's time. The key is the notes' full data, so any difference writes them afresh."""
+    sixth of a variant's time. The key is the notes' full data, so any difference writes them afresh. app.xml
+    likewise, keyed by the repr of everything XlsxWriter writes it from."""
 
     def _notes(self, ws: Worksheet) -> tuple[Any, ...]:
         """_notes_key of a sheet's notes, made once for its VML drawing and its comments part (half a ms each)."""
@@ -153,8 +154,8 @@ class _Packager(Packager):
                 index += 1
 
     def _cached(self, key: tuple[Any, ...] | None, write: Callable[[], None]) -> None:
-        """What write() adds to the package (one part), from _PARTS when key was written before; key None (data
-        that _exact could not key) always writes."""
+        """What write() adds to the package (one part), from _NAMED_PARTS when key was written before; key None
+        (data that _exact could not key) always writes."""
         if not self.in_memory:  # parts written to temporary files (constant_memory)
             write()
             return
