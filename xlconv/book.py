@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zlib
+from collections import OrderedDict
 from io import StringIO
 from pathlib import Path
 from types import TracebackType
+from zipfile import ZIP64_LIMIT, ZIP_DEFLATED, ZipFile, ZipInfo
 from typing import Any, Callable, Literal, Sequence
 
 import xlsxwriter
@@ -14,7 +17,8 @@ from xlsxwriter.comments import Comments
 from xlsxwriter.format import Format
 from xlsxwriter.packager import Packager
 from xlsxwriter.vml import Vml
-from xlsxwriter.worksheet import Worksheet
+from xlsxwriter.utility import xl_rowcol_to_cell_fast
+from xlsxwriter.worksheet import CellBlankTuple, CellFormulaTuple, CellNumberTuple, CellStringTuple, Worksheet
 
 from xlconv import record
 from xlconv._version import __version__
@@ -24,6 +28,8 @@ from xlconv.errors import SpecError
 
 # Fixed document timestamps make the same spec give byte-identical files.
 FIXED_DATE = dt.datetime(2024, 1, 1, 0, 0, 0)
+# True: write with XlsxWriter's own classes, none of the fast paths below (tests compare the two byte for byte).
+_PLAIN = False
 _PREPARED: dict[tuple[str, bool], str] = {}
 _XML_ESCAPES = re.compile('["&<>\n]')  # what XlsxWriter's XML writer escapes
 _PREPARED_MAX = 200_000
@@ -51,6 +57,67 @@ class _Worksheet(Worksheet):
             return data
         return Worksheet._escape_control_characters(data)
 
+    # The sheet's rows as XlsxWriter's _write_rows, _calculate_spans and _write_cell write them, with the cells
+    # of a row taken from its dict rather than by probing every column of the sheet's width, and the common cells
+    # (a number, a shared string, a formula with a number, a blank, with their own format or none) written by one
+    # f-string each instead of XlsxWriter's attribute lists: the same characters (tests/test_exercise_fast.py).
+
+    def _calculate_spans(self) -> None:
+        spans = {}
+        span_min: int | None = None
+        span_max = 0
+        lo, hi = self.dim_colmin, self.dim_colmax
+        for row_num in range(self.dim_rowmin, self.dim_rowmax + 1):
+            for source in (self.table, self.comments):
+                if row_num in source:
+                    cols = [c for c in source[row_num] if lo <= c <= hi]
+                    if cols and span_min is None:
+                        span_min, span_max = min(cols), max(cols)
+                    elif cols:
+                        span_min, span_max = min(span_min, *cols), max(span_max, *cols)
+            if ((row_num + 1) % 16 == 0) or row_num == self.dim_rowmax:
+                if span_min is not None:
+                    spans[int(row_num / 16)] = f"{span_min + 1}:{span_max + 1}"
+                    span_min = None
+        self.row_spans = spans
+
+    def _write_rows(self) -> None:
+        self._calculate_spans()
+        lo, hi = self.dim_colmin, self.dim_colmax
+        for row_num in range(self.dim_rowmin, self.dim_rowmax + 1):
+            if row_num in self.row_info or row_num in self.comments or self.table[row_num]:
+                span = self.row_spans.get(int(row_num / 16))
+                row = self.table[row_num]
+                if row:
+                    self._write_row(row_num, span, self.row_info.get(row_num))
+                    for col_num in sorted(c for c in row if lo <= c <= hi):
+                        self._write_cell(row_num, col_num, row[col_num])
+                    self._xml_end_tag("row")
+                else:
+                    self._write_empty_row(row_num, span, self.row_info.get(row_num))
+
+    def _write_cell(self, row: int, col: int, cell: Any) -> None:
+        kind = type(cell)
+        fmt = cell.format
+        if fmt:
+            s = f' s="{fmt._get_xf_index()}"'
+        elif (row in self.row_info and self.row_info[row].row_format) or col in self.col_info:
+            super()._write_cell(row, col, cell)  # a row's or column's format
+            return
+        else:
+            s = ""
+        if kind is CellNumberTuple:
+            self.fh.write(f'<c r="{xl_rowcol_to_cell_fast(row, col)}"{s}><v>{cell.number:.16G}</v></c>')
+        elif kind is CellStringTuple and not self.constant_memory:
+            self.fh.write(f'<c r="{xl_rowcol_to_cell_fast(row, col)}"{s} t="s"><v>{cell.string}</v></c>')
+        elif kind is CellFormulaTuple and not isinstance(cell.value, (bool, str)):
+            formula = self._escape_data(cell.formula)
+            self.fh.write(f'<c r="{xl_rowcol_to_cell_fast(row, col)}"{s}><f>{formula}</f><v>{cell.value}</v></c>')
+        elif kind is CellBlankTuple:
+            self.fh.write(f'<c r="{xl_rowcol_to_cell_fast(row, col)}"{s}/>')
+        else:
+            super()._write_cell(row, col, cell)
+
     def _prepare_formula(self, formula: str, expand_future_functions: bool = False) -> str:
         key = (formula, bool(expand_future_functions or self.use_future_functions))
         done = _PREPARED.get(key)
@@ -64,7 +131,15 @@ class _Worksheet(Worksheet):
 class _Packager(Packager):
     """XlsxWriter's packager, reusing the XML of cell notes (comments and their VML drawing) from an earlier
     workbook with the very same notes: every variant of an exercise has the same notes, and writing them was a
-    sixth of a variant's time. The key is the notes' full data, so any difference writes them afresh."""
+    sixth of a variant's time. The key is the notes' full data, so any difference writes them afresh. app.xml
+    likewise, keyed by the repr of everything XlsxWriter writes it from."""
+
+    def _notes(self, ws: Worksheet) -> tuple[Any, ...]:
+        """_notes_key of a sheet's notes, made once for its VML drawing and its comments part (half a ms each)."""
+        keys: dict[int, tuple[Any, ...]] = self.__dict__.setdefault("_xlconv_notes", {})
+        if id(ws) not in keys:
+            keys[id(ws)] = _notes_key(ws.comments_list)
+        return keys[id(ws)]
 
     def _write_vml_files(self) -> None:
         sheets = self.workbook.worksheets()
@@ -74,9 +149,34 @@ class _Packager(Packager):
         index = 1
         for ws in sheets:
             if ws.has_vml:
-                key = ("vml", ws.vml_data_id, ws.vml_shape_id, _state(ws.comments_list), _state(ws.buttons_list))
+                key = ("vml", ws.vml_data_id, ws.vml_shape_id, self._notes(ws), _notes_key(ws.buttons_list))
                 self._filename(f"xl/drawings/vmlDrawing{index}.vml").write(_part(key, lambda fh: _vml(fh, ws)))
                 index += 1
+
+    def _cached(self, key: tuple[Any, ...] | None, write: Callable[[], None]) -> None:
+        """What write() adds to the package (one part), from _NAMED_PARTS when key was written before; key None
+        (data that _exact could not key) always writes."""
+        if not self.in_memory:  # parts written to temporary files (constant_memory)
+            write()
+            return
+        done = _NAMED_PARTS.get(key) if key is not None else None
+        if done is not None:
+            self._filename(done[0]).write(done[1])
+            return
+        count = len(self.filenames)
+        write()
+        if key is not None and len(self.filenames) == count + 1:
+            fh, name, is_binary = self.filenames[-1]
+            if not is_binary:
+                if len(_NAMED_PARTS) >= 64:
+                    _NAMED_PARTS.clear()
+                _NAMED_PARTS[key] = (name, fh.getvalue())
+
+    def _write_app_file(self) -> None:
+        wb = self.workbook
+        key = _exact(("app", [(ws.name, ws.is_chartsheet, ws.hidden) for ws in wb.worksheets()],
+                      self.chartsheet_count, self.named_ranges, sorted(wb.doc_properties.items()), wb.read_only))
+        self._cached(key, super()._write_app_file)
 
     def _write_comment_files(self) -> None:
         if not self.in_memory:
@@ -85,7 +185,7 @@ class _Packager(Packager):
         index = 1
         for ws in self.workbook.worksheets():
             if ws.has_comments:
-                key = ("comments", _state(ws.comments_list))
+                key = ("comments", self._notes(ws))
                 self._filename(f"xl/comments{index}.xml").write(_part(key, lambda fh: _comments(fh, ws)))
                 index += 1
 
@@ -103,6 +203,28 @@ def _state(x: Any) -> Any:
     if hasattr(x, "__dict__") and type(x).__repr__ is object.__repr__:
         return (type(x).__qualname__, _state(vars(x)))
     return (type(x).__qualname__, repr(x))
+
+
+_NAMED_PARTS: dict[tuple[Any, ...], tuple[str, str]] = {}  # key -> (the part's name in the package, its XML)
+
+
+def _exact(data: Any) -> tuple[str, str] | None:
+    """A key equal exactly when data prints the same, None when it holds an object printed by its address
+    (another object could later get the same address)."""
+    text = repr(data)
+    return None if " at 0x" in text else ("repr", text)
+
+
+def _notes_key(objs: list[Any]) -> tuple[Any, ...]:
+    """The same equality as _state for a list of XlsxWriter notes or buttons, some 30 times cheaper: the repr of
+    each object's attributes, which hold str, numbers, None, bool, lists of numbers and Colors (whose repr is
+    exact). A repr that prints an address could match another object's after a reuse: such a note is keyed by
+    _state instead."""
+    out: list[Any] = []
+    for o in objs:
+        text = repr(vars(o))
+        out.append((type(o).__qualname__, text) if " at 0x" not in text else _state(o))
+    return tuple(out)
 
 
 def _part(key: tuple[Any, ...], write: Callable[[StringIO], None]) -> str:
@@ -129,9 +251,128 @@ def _comments(fh: StringIO, ws: Any) -> None:
     comments._assemble_xml_file(ws.comments_list)
 
 
+_ZIPPED: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()  # a part's bytes -> (deflated, CRC-32)
+_ZIPPED_MAX = 64
+
+
+def _deflated(data: bytes) -> tuple[bytes, int]:
+    """data deflated as ZipFile deflates it (default level, raw stream) and its CRC, made once per content: most
+    parts of a workbook are the same in every variant, and the least recently used are dropped."""
+    hit = _ZIPPED.get(data)
+    if hit is not None:
+        _ZIPPED.move_to_end(data)
+        return hit
+    z = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    hit = _ZIPPED[data] = (z.compress(data) + z.flush(), zlib.crc32(data))
+    if len(_ZIPPED) > _ZIPPED_MAX:
+        _ZIPPED.popitem(last=False)
+    return hit
+
+
+def _write_member(zf: ZipFile, zinfo: ZipInfo, data: bytes) -> None:
+    """zf.writestr(zinfo, data) for a deflated member of a zip file on disk, with the deflated bytes from _deflated:
+    the same header (as ZipFile writes it once the sizes and CRC are known), data and directory entry."""
+    fp: Any = zf.fp
+    if (zf._writing or not zf._seekable or zinfo.compress_type != ZIP_DEFLATED  # type: ignore[attr-defined]
+            or zinfo._compresslevel is not None or len(data) * 1.05 > ZIP64_LIMIT):  # type: ignore[attr-defined]
+        zf.writestr(zinfo, data)
+        return
+    deflated, crc = _deflated(data)
+    zinfo.file_size = len(data)
+    zinfo.flag_bits = 0x00
+    if not zinfo.external_attr:
+        zinfo.external_attr = 0o600 << 16
+    fp.seek(zf.start_dir)
+    zinfo.header_offset = fp.tell()
+    zf._writecheck(zinfo)  # type: ignore[attr-defined]
+    zf._didModify = True  # type: ignore[attr-defined]
+    zinfo.compress_size, zinfo.CRC = len(deflated), crc
+    fp.write(zinfo.FileHeader(False))
+    fp.write(deflated)
+    zf.start_dir = fp.tell()
+    zf.filelist.append(zinfo)
+    zf.NameToInfo[zinfo.filename] = zinfo
+
+
+_NAMES: dict[tuple[str, str], list[Any]] = {}  # (name, formula) -> the defined name XlsxWriter stored
+_FORMATS: dict[tuple[tuple[str, type, Any], ...], Format] = {}  # properties -> a Format never used by a workbook
+
+
 class _Workbook(xlsxwriter.Workbook):
     def _get_packager(self) -> Packager:
         return _Packager()
+
+    def define_name(self, name: str, formula: str) -> Literal[0, -1]:
+        """XlsxWriter's define_name, its checks (some regular expressions) made once per name and formula: without
+        a sheet part ("Sheet!name") what it stores depends on nothing else."""
+        if "!" in name:
+            return super().define_name(name, formula)
+        done = _NAMES.get((name, formula))
+        if done is None:
+            count = len(self.defined_names)
+            if super().define_name(name, formula) != 0:
+                return -1
+            assert len(self.defined_names) == count + 1
+            done = list(self.defined_names[-1])
+            if len(_NAMES) >= 10_000:
+                _NAMES.clear()
+            _NAMES[(name, formula)] = done
+            return 0
+        self.defined_names.append(list(done))
+        return 0
+
+    def add_format(self, properties: dict[str, Any] | None = None) -> Format:
+        """XlsxWriter's add_format, the Format made by copying the attributes of one made earlier with the same
+        properties (some sixty attributes and a setter call per property, for the 29 formats of every variant)."""
+        props = self.default_format_properties.copy()
+        props.update(properties or {})
+        try:
+            key = tuple((k, type(v), v) for k, v in sorted(props.items()))  # True, 1 and 1.0 print differently
+            proto = _FORMATS.get(key)
+        except TypeError:  # an unhashable property value
+            return super().add_format(properties)
+        if proto is None:
+            proto = Format(props, None, None)
+            if len(_FORMATS) >= 1000:
+                _FORMATS.clear()
+            _FORMATS[key] = proto
+        made = Format.__new__(Format)
+        made.__dict__.update(proto.__dict__)
+        made.xf_format_indices = self.xf_format_indices
+        made.dxf_format_indices = self.dxf_format_indices
+        self.formats.append(made)
+        return made
+
+    def _store_workbook(self) -> None:
+        """XlsxWriter's _store_workbook for a workbook made in memory (the same steps, in the same order), with each
+        part zipped by _write_member."""
+        if not self.in_memory or self.vba_project:
+            super()._store_workbook()
+            return
+        with ZipFile(self.filename, "w", compression=ZIP_DEFLATED, allowZip64=self.allow_zip64) as xlsx_file:
+            packager = self._get_packager()
+            if not self.worksheets():
+                self.add_worksheet()
+            if self.worksheet_meta.activesheet == 0:
+                self.worksheets_objs[0].selected = 1
+                self.worksheets_objs[0].hidden = 0
+            for sheet in self.worksheets():
+                if sheet.index == self.worksheet_meta.activesheet:
+                    sheet.active = 1
+            self._prepare_sst_string_data()
+            self._prepare_vml()
+            self._prepare_defined_names()
+            self._prepare_drawings()
+            self._add_chart_data()
+            self._prepare_tables()
+            self._prepare_metadata()
+            packager._add_workbook(self)
+            packager._set_tmpdir(self.tmpdir)
+            packager._set_in_memory(self.in_memory)
+            for part, name, is_binary in packager._create_package():
+                zinfo = ZipInfo(name, (1980, 1, 1, 0, 0, 0))
+                zinfo.compress_type = xlsx_file.compression
+                _write_member(xlsx_file, zinfo, part.getvalue() if is_binary else part.getvalue().encode("utf-8"))
 
 
 class Book:
@@ -143,16 +384,18 @@ class Book:
         self.tmp = self._atomic.__enter__()
         # in_memory: the parts are zipped from memory rather than from one temporary file each (XlsxWriter's
         # default), which cost more than writing a small workbook; constant_memory streams rows to disk instead.
-        self.wb = _Workbook(str(self.tmp), {"constant_memory": constant_memory,
-                                                       "in_memory": not constant_memory,
-                                                       "strings_to_numbers": False, "strings_to_formulas": False})
-        self.wb.worksheet_class = _Worksheet
+        self.wb = (xlsxwriter.Workbook if _PLAIN else _Workbook)(
+            str(self.tmp), {"constant_memory": constant_memory, "in_memory": not constant_memory,
+                            "strings_to_numbers": False, "strings_to_formulas": False})
+        if not _PLAIN:
+            self.wb.worksheet_class = _Worksheet
         self.wb.set_properties({"title": title, "author": "xlconv", "created": FIXED_DATE,
                                 "comments": f"Generated by xlconv {__version__}"})
         self.blocks: list[record.Block] = []
         self.tolerance = tolerance
         self.meta: dict[str, str] = {}  # extra key -> text rows of the record sheet (columns G:), e.g. exercises
         self._formats: dict[tuple[tuple[str, Any], ...], Format] = {}
+        self._fast_formats: dict[tuple[tuple[str, Any], ...], Format] = {}
 
     def __enter__(self) -> "Book":
         return self
@@ -171,10 +414,14 @@ class Book:
 
     def fmt(self, **props: Any) -> Format:
         """A cached cell format with these XlsxWriter properties (see xlconv.sheets.style for the named ones)."""
-        key = tuple(sorted(props.items()))
-        if key not in self._formats:
-            self._formats[key] = self.wb.add_format(props)
-        return self._formats[key]
+        fast = tuple(props.items())  # the same call site passes its properties in the same order
+        made = self._fast_formats.get(fast)
+        if made is None:
+            key = tuple(sorted(props.items()))
+            if key not in self._formats:
+                self._formats[key] = self.wb.add_format(props)
+            made = self._fast_formats[fast] = self._formats[key]
+        return made
 
     def record(self, name: str, role: str, sheet: str, grids: Sequence[Grid], **info: Any) -> record.Block:
         """Record a block so that verify can find it later without guessing."""
@@ -190,9 +437,11 @@ class Book:
         return self.path
 
 
-def check_formula(formula: str, where: str) -> str:
-    """Refuse a formula past Excel's 8,192-character limit, naming where it would go."""
+def check_formula(formula: str, where: str | Callable[[], str]) -> str:
+    """Refuse a formula past Excel's 8,192-character limit, naming where it would go (where may be a function
+    giving that text, so that the cells of a grid do not each spell it out for nothing)."""
     if len(formula) > MAX_FORMULA_CHARS:
+        where = where if isinstance(where, str) else where()
         raise SpecError(f"{where}: a formula would be {len(formula)} characters, past Excel's limit of "
                         f"{MAX_FORMULA_CHARS}")
     return formula

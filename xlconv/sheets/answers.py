@@ -70,11 +70,11 @@ def answer(sheet: ConvSheet, op: Op | str, k: int, g: Grid, values: np.ndarray, 
         sheet.grid_rows.add(cg.top + i)
         for j in range(g.width):
             r, c = cg.top + i, cg.left + j
-            where = (f"{sheet.spec.path}: {sheet.spec.sheet}!{a1(r, c)} (the self-check of {name}; "
-                     f"make the exercise with --no-self-check)")
             right = check_expr(i, j) if check_expr is not None else expr(sheet, name, k, i, j)
             f = fx.answer_check(g.cell(i, j), right, sheet.tolerance + CHECK_SLACK)
-            ws.write_formula(r, c, check_formula(f, where), check_fmt, cached)
+            ws.write_formula(r, c, check_formula(f, lambda: f"{sheet.spec.path}: {sheet.spec.sheet}!{a1(r, c)} "
+                                                 f"(the self-check of {name}; make the exercise with "
+                                                 f"--no-self-check)"), check_fmt, cached)
     sheet.max_col = max(sheet.max_col, cg.right)
     sheet.checks.append(cg)
     style.check_marks(b, ws, cg, g)

@@ -186,8 +186,8 @@ class ConvSheet:
                 if formula is None:
                     self.ws.write_number(r, c, v, look)
                 else:
-                    self.ws.write_formula(r, c, check_formula(formula(i, j), f"{self.spec.path}: {self.spec.sheet}!"
-                                                              f"{a1(r, c)}"), look, style.cached(v))
+                    self.ws.write_formula(r, c, check_formula(formula(i, j), lambda: f"{self.spec.path}: "
+                                                              f"{self.spec.sheet}!{a1(r, c)}"), look, style.cached(v))
         self.max_col = max(self.max_col, grid.right)
 
     def band(self, blocks: Sequence[BandBlock], start_col: int = 1, label_rows: int = LABEL_ROWS) -> list[list[Grid]]:
