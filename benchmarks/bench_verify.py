@@ -61,10 +61,14 @@ def timed(key, f):
     return g
 engine._run = timed("soffice", engine._run)
 verify.recalculate = timed("recalculate", verify.recalculate)
-from xlconv.cli import main
-status = main(["verify", "-q", sys.argv[1]])
-print(json.dumps(spent))
-sys.exit(status)
+import xlconv.cli as cli
+real_main = cli.main
+def main_then_report(argv=None):
+    status = real_main(["verify", "-q", sys.argv[1]])
+    print(json.dumps(spent), flush=True)
+    return status
+cli.main = main_then_report
+cli.run()  # as the xlconv command ends: its exit is part of what the user waits for
 """
 
 READ_NEW = """
