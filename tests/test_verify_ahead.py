@@ -56,8 +56,7 @@ def test_references_from_the_original_are_those_of_the_engines_copy(shipped, ale
     assert ahead.holds(cells, checked)  # so verify uses them: the engine's copy holds the original's inputs
     # Every block that depends on the inputs alone was worked out ahead, and agrees with the live references to
     # the last digits LibreOffice keeps (it saves 15 significant digits of the inputs).
-    own_cells = [r.name for r in checked if r.role in ("size", "trace") or r.info.get("op") in ("out_size",
-                                                                                                  "lecture_size")]
+    own_cells = [r.name for r in checked if verify_module.reads_own_cells(r)]
     assert set(ahead.expected) == set(live) - set(own_cells)
     for name_, exp in ahead.expected.items():
         assert len(exp) == len(live[name_])

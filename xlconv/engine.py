@@ -325,7 +325,7 @@ _CELL = re.compile(
     r"(?P<body>.*?)(?P<close></(?P=p)?c>)",
     re.DOTALL,
 )
-_VALUE = re.compile(r"<(?P<p>\w+:)?v\s*/>|<(?P<q>\w+:)?v>.*?</(?P=q)?v>", re.DOTALL)
+_VALUE = re.compile(r"<(?P<p>\w+:)?v\s*/>|<(?P<q>\w+:)?v>(?P<text>.*?)</(?P=q)?v>", re.DOTALL)
 _FORMULA_END = re.compile(r"<(?P<p>\w+:)?f\b[^>]*?(/>|>.*?</(?P=p)?f>)", re.DOTALL)
 _TYPE_ATTR = re.compile(r"\st=[\"'][^\"']*[\"']")
 
@@ -381,9 +381,9 @@ def _read_canary(produced: Path, engine: str, original: Path) -> object:
     if cell is None:
         return None
     value = _VALUE.search(cell["body"])
-    if value is None or value.group(0).endswith("/>"):
+    if value is None or value["text"] is None:  # no value, or an empty <v/>
         return None
-    text = re.sub(r"^<[^>]*>|<[^>]*>$", "", value.group(0)).strip()
+    text = value["text"].strip()
     kind = _CELL_TYPE.search(cell["open"])
     if kind is None or kind["t"] == "n":
         try:

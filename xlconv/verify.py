@@ -141,9 +141,10 @@ class _Cells:
         return self.sheet(rec.sheet).describe(g.top + i, g.left + j)
 
 
-# Blocks recomputed from their own cells: nothing about them can be worked out before the engine has run.
-_FROM_OWN_CELLS = ("size", "trace")
-_OWN_CELL_OPS = ("out_size", "lecture_size")
+def reads_own_cells(rec: Block) -> bool:
+    """Whether a block is recomputed from its own cells (size tables, trace panels): nothing about it can be
+    worked out before the engine has run."""
+    return rec.role in ("size", "trace") or rec.info.get("op") in ("out_size", "lecture_size")
 
 
 @dataclass
@@ -176,7 +177,7 @@ def work_ahead(original: str | Path, blocks: Sequence[Block], timeout: float = 3
     roots = {rec.name: cells.block(rec) for rec in checked if rec.role in ROOT_ROLES}
     current, expected = dict(roots), {}
     for rec in checked:
-        if rec.role in ROOT_ROLES or rec.role in _FROM_OWN_CELLS or rec.info.get("op") in _OWN_CELL_OPS:
+        if rec.role in ROOT_ROLES or reads_own_cells(rec):
             continue
         try:
             exp = [rec.fit(e) for e in expected_block(rec, current, None, blocks)]
@@ -232,27 +233,21 @@ def _check_block(rec: Block, cells: _Cells, current: dict[str, np.ndarray], repo
         report.inputs += got.size
         _check_picked(report, rec, current, got, cells)
         return
-    known = ahead.expected.get(rec.name) if ahead is not None else None
-    if known is not None:
-        expected = known
-        if rec.role == "output":
-            current[rec.name] = expected[0]
-        for exp in expected:
-            _compare(report, rec, got, exp, tol, cells)
-        return
-    try:
-        expected = expected_block(rec, current, got, blocks)
-    except (WorkbookError, VerifyError) as e:
-        report.failures.append(str(e))
-        report.mismatches += 1
-        return
-    except (KeyError, ValueError, TypeError, IndexError, ZeroDivisionError, RuntimeError) as e:
-        # A record edited by hand (an input that is not a block, shapes that do not fit): that block fails.
-        report.failures.append(f"{rec.name}: cannot be recomputed from its record ({type(e).__name__}: "
-                               f"{str(e)[:120]})")
-        report.mismatches += 1
-        return
-    expected = [rec.fit(e) for e in expected]
+    expected = ahead.expected.get(rec.name) if ahead is not None else None
+    if expected is None:
+        try:
+            recomputed = expected_block(rec, current, got, blocks)
+        except (WorkbookError, VerifyError) as e:
+            report.failures.append(str(e))
+            report.mismatches += 1
+            return
+        except (KeyError, ValueError, TypeError, IndexError, ZeroDivisionError, RuntimeError) as e:
+            # A record edited by hand (an input that is not a block, shapes that do not fit): that block fails.
+            report.failures.append(f"{rec.name}: cannot be recomputed from its record ({type(e).__name__}: "
+                                   f"{str(e)[:120]})")
+            report.mismatches += 1
+            return
+        expected = [rec.fit(e) for e in recomputed]
     if rec.role == "output":
         current[rec.name] = expected[0]
     for exp in expected:
