@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import zlib
 from collections import OrderedDict
@@ -13,12 +14,13 @@ from zipfile import ZIP64_LIMIT, ZIP_DEFLATED, ZipFile, ZipInfo
 from typing import Any, Callable, Literal, Sequence
 
 import xlsxwriter
-from xlsxwriter.comments import Comments
+from xlsxwriter.comments import Comments, CommentType
 from xlsxwriter.format import Format
 from xlsxwriter.packager import Packager
 from xlsxwriter.vml import Vml
 from xlsxwriter.utility import xl_rowcol_to_cell_fast
-from xlsxwriter.worksheet import CellBlankTuple, CellFormulaTuple, CellNumberTuple, CellStringTuple, Worksheet
+from xlsxwriter.worksheet import (CellBlankTuple, CellFormulaTuple, CellNumberTuple, CellStringTuple, Worksheet,
+                                  re_dynamic_function)
 
 from xlconv import record
 from xlconv._version import __version__
@@ -33,6 +35,12 @@ _PLAIN = False
 _PREPARED: dict[tuple[str, bool], str] = {}
 _XML_ESCAPES = re.compile('["&<>\n]')  # what XlsxWriter's XML writer escapes
 _PREPARED_MAX = 200_000
+_PLAIN_FORMULAS: dict[tuple[str, bool], str] = {}  # formulas that are neither dynamic nor array -> prepared
+_URL_STARTS = ("ftp", "http", "mailto:", "internal:", "external:", "file://")  # what XlsxWriter may write as a link
+
+
+_COMMENTS: dict[tuple[str, str], Any] = {}  # (cell, text, options) -> a note as XlsxWriter made it
+_RULES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}  # (range, options) -> (range, the stored rule)
 
 
 class _Worksheet(Worksheet):
@@ -118,6 +126,153 @@ class _Worksheet(Worksheet):
         else:
             super()._write_cell(row, col, cell)
 
+    # The write methods as XlsxWriter's, for the calls the sheets make (row and column numbers, a number, a
+    # formula, a string, a blank): without the A1-notation wrapper, the per-call regular expressions (a formula's
+    # dynamic-array check, a string's URL check) made once per text, and the cell stored directly. Anything else
+    # (A1 notation, out of bounds, constant_memory, NaN, a user write handler) goes to XlsxWriter's own code.
+
+    def _fast(self, row: Any, col: Any) -> bool:
+        """Whether (row, col) is a plain in-bounds cell of an in-memory sheet; if so, its dimensions are noted."""
+        if (type(row) is not int or type(col) is not int or self.constant_memory
+                or not (0 <= row < self.xls_rowmax and 0 <= col < self.xls_colmax)):
+            return False
+        if self.dim_rowmin is None or row < self.dim_rowmin:
+            self.dim_rowmin = row
+        if self.dim_rowmax is None or row > self.dim_rowmax:
+            self.dim_rowmax = row
+        if self.dim_colmin is None or col < self.dim_colmin:
+            self.dim_colmin = col
+        if self.dim_colmax is None or col > self.dim_colmax:
+            self.dim_colmax = col
+        return True
+
+    def write_number(self, row: Any, col: Any, *args: Any, **kwargs: Any) -> Any:
+        number = args[0] if args else None
+        if (kwargs or len(args) > 2 or type(number) not in (int, float) or not math.isfinite(number)
+                or not self._fast(row, col)):
+            return super().write_number(row, col, *args, **kwargs)
+        self.table[row][col] = CellNumberTuple(number, args[1] if len(args) > 1 else None)
+        return 0
+
+    def write_formula(self, row: Any, col: Any, *args: Any, **kwargs: Any) -> Any:
+        formula = args[0] if args else None
+        if kwargs or not 1 <= len(args) <= 3 or type(formula) is not str:
+            return super().write_formula(row, col, *args, **kwargs)
+        key = (formula, bool(self.use_future_functions))
+        prepared = _PLAIN_FORMULAS.get(key)
+        if prepared is None:
+            if (not formula or re_dynamic_function.search(formula)
+                    or (formula.startswith("{") and formula.endswith("}"))):
+                return super().write_formula(row, col, *args, **kwargs)
+            if len(_PLAIN_FORMULAS) >= _PREPARED_MAX:
+                _PLAIN_FORMULAS.clear()
+            prepared = _PLAIN_FORMULAS[key] = self._prepare_formula(formula)
+        if not self._fast(row, col):
+            return super().write_formula(row, col, *args, **kwargs)
+        self.table[row][col] = CellFormulaTuple(prepared, args[1] if len(args) > 1 else None,
+                                                args[2] if len(args) > 2 else 0)
+        return 0
+
+    def write_blank(self, row: Any, col: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs or not 1 <= len(args) <= 2 or type(row) is not int or type(col) is not int:
+            return super().write_blank(row, col, *args, **kwargs)
+        if len(args) < 2 or args[1] is None:
+            return 0  # XlsxWriter stores no blank cell without a format, and notes no dimensions for it
+        if not self._fast(row, col):
+            return super().write_blank(row, col, *args, **kwargs)
+        self.table[row][col] = CellBlankTuple(args[1])
+        return 0
+
+    def write_string(self, row: Any, col: Any, *args: Any, **kwargs: Any) -> Any:
+        string = args[0] if args else None
+        if (kwargs or not 1 <= len(args) <= 2 or type(string) is not str or len(string) > self.xls_strmax // 2
+                or not self._fast(row, col)):
+            return super().write_string(row, col, *args, **kwargs)
+        self.table[row][col] = CellStringTuple(self.str_table._get_shared_string_index(string),
+                                               args[1] if len(args) > 1 else None)
+        return 0
+
+    def write_row(self, row: Any, col: Any, data: Any, cell_format: Any = None) -> Any:
+        if self.write_handlers or self.strings_to_numbers or self.strings_to_formulas or type(row) is not int:
+            return super().write_row(row, col, data, cell_format)
+        for token in data:
+            kind = type(token)
+            if token is None or (kind is str and token == ""):
+                error = self.write_blank(row, col, None, cell_format)
+            elif kind in (int, float):
+                error = self.write_number(row, col, token, cell_format)
+            elif kind is str and not (":" in token and self.strings_to_urls and token.startswith(_URL_STARTS)):
+                error = self.write_string(row, col, token, cell_format)
+            else:
+                error = self._write(row, col, token, cell_format)
+            if error:
+                return error
+            col += 1
+        return 0
+
+    def write_comment(self, row: Any, col: Any, comment: Any, options: dict[str, Any] | None = None) -> Any:
+        """XlsxWriter's write_comment, the note copied from one made earlier with the same cell, text and options
+        (XlsxWriter parses the options and lays out every note anew)."""
+        if type(comment) is not str or len(comment) > self.xls_strmax // 2 or type(row) is not int:
+            return super().write_comment(row, col, comment, options)
+        key = _exact(("comment", row, col, comment, options))
+        proto = _COMMENTS.get(key) if key is not None else None
+        if proto is None or not self._fast(row, col):
+            done = super().write_comment(row, col, comment, options)
+            if done == 0 and key is not None:
+                if len(_COMMENTS) >= 10_000:
+                    _COMMENTS.clear()
+                made = self.comments[row][col]
+                _COMMENTS[key] = proto = CommentType.__new__(CommentType)
+                proto.__dict__.update(made.__dict__)
+            return done
+        self.has_vml = True
+        self.has_comments = True
+        made = CommentType.__new__(CommentType)
+        made.__dict__.update(proto.__dict__)
+        made.vertices = list(proto.vertices)
+        self.comments[row][col] = made
+        return 0
+
+    def conditional_format(self, *args: Any, **kwargs: Any) -> Any:
+        """XlsxWriter's conditional_format, the stored rule copied from one made earlier with the same range and
+        options: only the rule's format (a dxf index the workbook gives out) and its priority are new."""
+        if (kwargs or len(args) != 5 or any(type(a) is not int for a in args[:4]) or type(args[4]) is not dict
+                or self.use_data_bars_2010):
+            return super().conditional_format(*args, **kwargs)
+        options = args[4]
+        fmt = options.get("format")
+        if fmt is not None and not isinstance(fmt, Format):
+            return super().conditional_format(*args)
+        # The rule depends on the format only through its dxf index (asked of the format below), so the key
+        # holds whether there is one, not which.
+        key = _exact(("cf", args[:4], {k: (v is not None) if k == "format" else v for k, v in options.items()}))
+        done = _RULES.get(key) if key is not None else None
+        if done is None:
+            count = self.dxf_priority
+            status = super().conditional_format(*args)
+            if status == 0 and key is not None and self.dxf_priority == count + 1:
+                cell_range, stored = next((r, rules[-1]) for r, rules in reversed(self.cond_formats.items())
+                                          if rules and rules[-1].get("priority") == count)
+                if not stored.get("is_data_bar_2010"):
+                    if len(_RULES) >= 10_000:
+                        _RULES.clear()
+                    _RULES[key] = (cell_range, dict(stored))
+            return status
+        cell_range, stored = done
+        rule = dict(stored)
+        if fmt:
+            index = fmt._get_dxf_index()
+            if stored.get("format") is not None:  # a colour scale drops its format after the index is given out
+                rule["format"] = index
+        rule["priority"] = self.dxf_priority
+        self.dxf_priority += 1
+        if cell_range in self.cond_formats:
+            self.cond_formats[cell_range].append(rule)
+        else:
+            self.cond_formats[cell_range] = [rule]
+        return 0
+
     def _prepare_formula(self, formula: str, expand_future_functions: bool = False) -> str:
         key = (formula, bool(expand_future_functions or self.use_future_functions))
         done = _PREPARED.get(key)
@@ -178,6 +333,9 @@ class _Packager(Packager):
                       self.chartsheet_count, self.named_ranges, sorted(wb.doc_properties.items()), wb.read_only))
         self._cached(key, super()._write_app_file)
 
+    def _write_styles_file(self) -> None:
+        self._cached(_styles_key(self.workbook), super()._write_styles_file)
+
     def _write_comment_files(self) -> None:
         if not self.in_memory:
             super()._write_comment_files()
@@ -191,6 +349,27 @@ class _Packager(Packager):
 
 
 _PARTS: dict[tuple[Any, ...], str] = {}
+# What preparing the formats (Workbook._prepare_format_properties) sets on each: with the properties a format was
+# made from and its cell and conditional-format indices, all that styles.xml is written from.
+_PREPARED_ATTRS = ("xf_index", "dxf_index", "font_index", "has_font", "has_dxf_font", "num_format_index",
+                   "border_index", "has_border", "has_dxf_border", "fill_index", "has_fill", "has_dxf_fill",
+                   "fg_color", "bg_color", "dxf_fg_color", "dxf_bg_color", "pattern", "_format_key")
+
+
+def _styles_key(wb: Any) -> tuple[Any, ...] | None:
+    """A key equal exactly when two workbooks' styles.xml is the same (called once their formats are prepared), or
+    None for a format not made by _Workbook.add_format. Colours are compared as objects: the copies of a format
+    share its Color objects, which XlsxWriter never changes."""
+    def state(f: Format) -> tuple[Any, ...] | None:
+        d = f.__dict__
+        props = d.get("_xlconv_props")
+        return None if props is None else (props, *(d.get(a) for a in _PREPARED_ATTRS))
+
+    formats = [state(f) for f in wb.xf_formats] + [None] + [state(f) for f in wb.dxf_formats]
+    if any(x is None for i, x in enumerate(formats) if i != len(wb.xf_formats)):
+        return None
+    return ("styles", tuple(formats), repr((wb.palette, wb.font_count, wb.num_formats, wb.border_count,
+                                            wb.fill_count, wb.custom_colors, wb.has_comments)))
 
 
 def _state(x: Any) -> Any:
@@ -294,6 +473,7 @@ def _write_member(zf: ZipFile, zinfo: ZipInfo, data: bytes) -> None:
     zf.NameToInfo[zinfo.filename] = zinfo
 
 
+_DEFINED: dict[tuple[str, str], str] = {}  # the workbook's defined names -> their XML
 _NAMES: dict[tuple[str, str], list[Any]] = {}  # (name, formula) -> the defined name XlsxWriter stored
 _FORMATS: dict[tuple[tuple[str, type, Any], ...], Format] = {}  # properties -> a Format never used by a workbook
 
@@ -321,6 +501,24 @@ class _Workbook(xlsxwriter.Workbook):
         self.defined_names.append(list(done))
         return 0
 
+    def _write_defined_names(self) -> None:
+        """XlsxWriter's <definedNames>, written once per list of names (one per grid: the same in every variant)."""
+        key = _exact(("names", self.defined_names))
+        text = _DEFINED.get(key) if key is not None else None
+        if text is None:
+            fh = self.fh
+            self.fh = StringIO()
+            try:
+                super()._write_defined_names()
+                text = self.fh.getvalue()
+            finally:
+                self.fh = fh
+            if key is not None:
+                if len(_DEFINED) >= 64:
+                    _DEFINED.clear()
+                _DEFINED[key] = text
+        self.fh.write(text)
+
     def add_format(self, properties: dict[str, Any] | None = None) -> Format:
         """XlsxWriter's add_format, the Format made by copying the attributes of one made earlier with the same
         properties (some sixty attributes and a setter call per property, for the 29 formats of every variant)."""
@@ -333,6 +531,10 @@ class _Workbook(xlsxwriter.Workbook):
             return super().add_format(properties)
         if proto is None:
             proto = Format(props, None, None)
+            # Worked out once for every copy (a pure function of the properties, which nothing here changes
+            # after add_format: Book.fmt hands the same Format to every cell that asks for these properties).
+            proto._get_format_key()
+            proto._xlconv_props = key  # what _styles_key knows the format by
             if len(_FORMATS) >= 1000:
                 _FORMATS.clear()
             _FORMATS[key] = proto

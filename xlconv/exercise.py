@@ -393,7 +393,9 @@ def _meta(spec: ExerciseSpec, eid: str, v: Variant, mode: str, self_check: bool,
             "mode": mode, "self_check": self_check, "tolerance": tolerance, "xlconv": __version__}
 
 
-def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolerance: float) -> list[Block]:
+def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolerance: float,
+           values: dict[str, np.ndarray] | None = None) -> list[Block]:
+    """One workbook of a variant (mode "key" or "student"); values: the spec's computed blocks, if known."""
     spec = v.spec
     who = " ".join(x for x in (v.student.id, v.student.name) if x)
     info = (f"Student: {who}   |   " if who else "") + f"variant {v.id}" + ("   |   ANSWER KEY" if mode == "key" else "")
@@ -406,7 +408,8 @@ def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolera
 
             size.build_sheet(book, spec, mode=mode, self_check=self_check, tolerance=tolerance, info=info)
         else:
-            sheet = ConvSheet(book, spec, mode=mode, self_check=self_check, tolerance=tolerance, info=info)
+            # A copy: the backward pass adds its gradients to the sheet's values.
+            sheet = ConvSheet(book, spec, dict(values) if values is not None else None, mode=mode, self_check=self_check, tolerance=tolerance, info=info)
             sheet.build(finish=not spec.wrt)
             if spec.wrt:  # the backward pass on the same sheet, its gradient blocks answers like any other
                 from xlconv.sheets import backprop
@@ -457,8 +460,10 @@ def _write_all(parsed: ExerciseSpec, out: Path, tmp: Path, eid: str, seed: int, 
                earlier: list[dict[str, Any]], self_check: bool, tolerance: float, jobs: int = 1) -> ExerciseResult:
     """Every variant's files, the manifest and the index, written into tmp (moved to out by the caller)."""
     def write_variant(v: Variant) -> tuple[list[Block], list[Block]]:
-        return (_write(tmp / v.key_file, v, eid, "key", self_check, tolerance),
-                _write(tmp / v.student_file, v, eid, "student", self_check, tolerance))
+        # The key and the student's workbook show the same inputs: their values are computed once.
+        values = compute(v.spec) if isinstance(v.spec, ConvSheetSpec) else None
+        return (_write(tmp / v.key_file, v, eid, "key", self_check, tolerance, values),
+                _write(tmp / v.student_file, v, eid, "student", self_check, tolerance, values))
 
     # The workers are forked here, after the spec was parsed and every variant drawn: each writes whole
     # variants into tmp, and the blocks come back in roster order, so the manifest is the same for any --jobs.
