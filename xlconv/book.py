@@ -51,6 +51,11 @@ class _Worksheet(Worksheet):
     and the future-functions flag) was most of a variant's time.
     """
 
+    dim_rowmin: Any  # declared here for mypy, which cannot infer them from XlsxWriter's __init__
+    dim_rowmax: Any
+    dim_colmin: Any
+    dim_colmax: Any
+
     # XlsxWriter escapes every attribute and text of the sheet's XML through a regular expression, and the
     # numbers (most attributes) only by catching the TypeError it raises; these fast paths return what it
     # would return, and hand anything that may need escaping to it.
@@ -147,7 +152,7 @@ class _Worksheet(Worksheet):
         return True
 
     def write_number(self, row: Any, col: Any, *args: Any, **kwargs: Any) -> Any:
-        number = args[0] if args else None
+        number: Any = args[0] if args else None
         if (kwargs or len(args) > 2 or type(number) not in (int, float) or not math.isfinite(number)
                 or not self._fast(row, col)):
             return super().write_number(row, col, *args, **kwargs)
@@ -479,6 +484,8 @@ _FORMATS: dict[tuple[tuple[str, type, Any], ...], Format] = {}  # properties -> 
 
 
 class _Workbook(xlsxwriter.Workbook):
+    fh: Any  # the XML writer's output, declared for mypy
+
     def _get_packager(self) -> Packager:
         return _Packager()
 
