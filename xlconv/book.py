@@ -17,6 +17,7 @@ import xlsxwriter
 from xlsxwriter.comments import Comments, CommentType
 from xlsxwriter.format import Format
 from xlsxwriter.packager import Packager
+from xlsxwriter.sharedstrings import SharedStrings
 from xlsxwriter.vml import Vml
 from xlsxwriter.utility import xl_rowcol_to_cell_fast
 from xlsxwriter.worksheet import (CellBlankTuple, CellFormulaTuple, CellNumberTuple, CellStringTuple, Worksheet,
@@ -37,6 +38,35 @@ _XML_ESCAPES = re.compile('["&<>\n]')  # what XlsxWriter's XML writer escapes
 _PREPARED_MAX = 200_000
 _PLAIN_FORMULAS: dict[tuple[str, bool], str] = {}  # formulas that are neither dynamic nor array -> prepared
 _URL_STARTS = ("ftp", "http", "mailto:", "internal:", "external:", "file://")  # what XlsxWriter may write as a link
+
+
+_CF_XML: dict[tuple[str, str], str] = {}  # a sheet's conditional-format rules -> their XML
+_SI_XML: dict[str, str] = {}  # a shared string -> its <si> element
+
+
+def _captured(writer: Any, write: Callable[[], None]) -> str:
+    """What write() writes to writer's XML output, returned instead of written."""
+    fh = writer.fh
+    writer.fh = StringIO()
+    try:
+        write()
+        return str(writer.fh.getvalue())
+    finally:
+        writer.fh = fh
+
+
+class _SharedStrings(SharedStrings):
+    """XlsxWriter's shared strings part, each <si> element (a pure function of its string) written once: most
+    strings of a variant's workbook are those of the one before."""
+
+    def _write_si(self, string: str) -> None:
+        text = _SI_XML.get(string)
+        if text is None:
+            text = _captured(self, lambda: super(_SharedStrings, self)._write_si(string))
+            if len(_SI_XML) >= 20_000:
+                _SI_XML.clear()
+            _SI_XML[string] = text
+        self.fh.write(text)
 
 
 _COMMENTS: dict[tuple[str, str], Any] = {}  # (cell, text, options) -> a note as XlsxWriter made it
@@ -278,6 +308,18 @@ class _Worksheet(Worksheet):
             self.cond_formats[cell_range] = [rule]
         return 0
 
+    def _write_conditional_formats(self) -> None:
+        """XlsxWriter's conditional formats, their XML written once per set of rules (the same in every variant)."""
+        key = _exact(("cf-xml", self.cond_formats))
+        text = _CF_XML.get(key) if key is not None else None
+        if text is None:
+            text = _captured(self, super()._write_conditional_formats)
+            if key is not None:
+                if len(_CF_XML) >= 64:
+                    _CF_XML.clear()
+                _CF_XML[key] = text
+        self.fh.write(text)
+
     def _prepare_formula(self, formula: str, expand_future_functions: bool = False) -> str:
         key = (formula, bool(expand_future_functions or self.use_future_functions))
         done = _PREPARED.get(key)
@@ -337,6 +379,15 @@ class _Packager(Packager):
         key = _exact(("app", [(ws.name, ws.is_chartsheet, ws.hidden) for ws in wb.worksheets()],
                       self.chartsheet_count, self.named_ranges, sorted(wb.doc_properties.items()), wb.read_only))
         self._cached(key, super()._write_app_file)
+
+    def _write_shared_strings_file(self) -> None:
+        """XlsxWriter's sharedStrings.xml, written by _SharedStrings."""
+        if not self.workbook.str_table.count:
+            return
+        sst = _SharedStrings()
+        sst.string_table = self.workbook.str_table
+        sst._set_xml_writer(self._filename("xl/sharedStrings.xml"))
+        sst._assemble_xml_file()
 
     def _write_styles_file(self) -> None:
         self._cached(_styles_key(self.workbook), super()._write_styles_file)
@@ -513,13 +564,7 @@ class _Workbook(xlsxwriter.Workbook):
         key = _exact(("names", self.defined_names))
         text = _DEFINED.get(key) if key is not None else None
         if text is None:
-            fh = self.fh
-            self.fh = StringIO()
-            try:
-                super()._write_defined_names()
-                text = self.fh.getvalue()
-            finally:
-                self.fh = fh
+            text = _captured(self, super()._write_defined_names)
             if key is not None:
                 if len(_DEFINED) >= 64:
                     _DEFINED.clear()
