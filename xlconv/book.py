@@ -40,6 +40,7 @@ _PLAIN_FORMULAS: dict[tuple[str, bool], str] = {}  # formulas that are neither d
 _URL_STARTS = ("ftp", "http", "mailto:", "internal:", "external:", "file://")  # what XlsxWriter may write as a link
 
 
+_VERTICES: dict[tuple[Any, ...], list[Any]] = {}  # (the sheet's sizes, a note's box) -> where the box lands
 _CF_XML: dict[tuple[str, str], str] = {}  # a sheet's conditional-format rules -> their XML
 _SI_XML: dict[str, str] = {}  # a shared string -> its <si> element
 
@@ -307,6 +308,30 @@ class _Worksheet(Worksheet):
         else:
             self.cond_formats[cell_range] = [rule]
         return 0
+
+    def _prepare_vml_objects(self, *args: Any) -> Any:
+        # Where a note's box lands depends on its own offsets and size and on the sheet's column widths and row
+        # heights, which are fixed by now: the sizes are keyed once for all the notes of the sheet.
+        self.__dict__["_xlconv_sizes"] = _exact(("sizes", sorted((c, i.width, i.hidden) for c, i in self.col_info.items()),
+                                                 sorted(self.row_sizes.items()), self.default_col_width,
+                                                 self.default_row_height, self.col_size_changed))
+        try:
+            return super()._prepare_vml_objects(*args)
+        finally:
+            del self.__dict__["_xlconv_sizes"]
+
+    def _comment_vertices(self, comment: Any) -> Any:
+        sizes = self.__dict__.get("_xlconv_sizes")
+        key = None if sizes is None else (sizes, comment.start_col, comment.start_row, comment.x_offset,
+                                          comment.y_offset, comment.width, comment.height)
+        done = _VERTICES.get(key) if key is not None else None
+        if done is None:
+            done = super()._comment_vertices(comment)
+            if key is not None:
+                if len(_VERTICES) >= 10_000:
+                    _VERTICES.clear()
+                _VERTICES[key] = list(done)
+        return list(done)
 
     def _write_conditional_formats(self) -> None:
         """XlsxWriter's conditional formats, their XML written once per set of rules (the same in every variant)."""

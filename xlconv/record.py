@@ -37,6 +37,7 @@ META_CHUNK = 32_000  # Excel caps a cell at 32,767 characters: long texts contin
 MAX_BLOCKS = 10_000
 MAX_CHANNELS = 4_096
 MAX_CELLS = 8_000_000
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(x, sort_keys=True) without a new encoder per call
 
 # Roles. Typed by hand (verify reads them as the inputs of the recomputation):
 ROOT_ROLES = ("input", "kernel", "bias")
@@ -83,7 +84,7 @@ class Block:
 
     def row(self) -> list[str]:
         """The block as one row of the record sheet."""
-        return [self.name, self.role, self.sheet, json.dumps(self.ranges()), json.dumps(dict(self.info), sort_keys=True)]
+        return [self.name, self.role, self.sheet, json.dumps(self.ranges()), _SORTED_JSON.encode(dict(self.info))]
 
     def to_json(self) -> dict[str, Any]:
         """The block as an exercise manifest stores it."""
