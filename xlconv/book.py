@@ -37,6 +37,7 @@ _PREPARED: dict[tuple[str, bool], str] = {}
 _XML_ESCAPES = re.compile('["&<>\n]')  # what XlsxWriter's XML writer escapes
 _PREPARED_MAX = 200_000
 _PLAIN_FORMULAS: dict[tuple[str, bool], str] = {}  # formulas that are neither dynamic nor array -> prepared
+_ERROR_CODES = ("#DIV/0!", "#N/A", "#NAME?", "#NULL!", "#NUM!", "#REF!", "#VALUE!")  # a formula's cached errors
 _URL_STARTS = ("ftp", "http", "mailto:", "internal:", "external:", "file://")  # what XlsxWriter may write as a link
 
 
@@ -157,6 +158,11 @@ class _Worksheet(Worksheet):
         elif kind is CellFormulaTuple and not isinstance(cell.value, (bool, str)):
             formula = self._escape_data(cell.formula)
             self.fh.write(f'<c r="{xl_rowcol_to_cell_fast(row, col)}"{s}><f>{formula}</f><v>{cell.value}</v></c>')
+        elif kind is CellFormulaTuple and type(cell.value) is str:
+            value = cell.value
+            t = "" if value == "" else ' t="e"' if value in _ERROR_CODES else ' t="str"'
+            self.fh.write(f'<c r="{xl_rowcol_to_cell_fast(row, col)}"{s}{t}><f>{self._escape_data(cell.formula)}</f>'
+                          f'<v>{self._escape_data(value)}</v></c>')
         elif kind is CellBlankTuple:
             self.fh.write(f'<c r="{xl_rowcol_to_cell_fast(row, col)}"{s}/>')
         else:
@@ -675,6 +681,7 @@ class Book:
         self.meta: dict[str, str] = {}  # extra key -> text rows of the record sheet (columns G:), e.g. exercises
         self._formats: dict[tuple[tuple[str, Any], ...], Format] = {}
         self._fast_formats: dict[tuple[tuple[str, Any], ...], Format] = {}
+        self.named_formats: dict[tuple[Any, ...], Format] = {}  # formats under a caller's own key (style.cell)
 
     def __enter__(self) -> "Book":
         return self

@@ -459,29 +459,29 @@ def exercise(spec: str | Path | Spec, out_dir: str | Path = "exercise", seed: in
 def _write_all(parsed: ExerciseSpec, out: Path, tmp: Path, eid: str, seed: int, variants: list[Variant],
                earlier: list[dict[str, Any]], self_check: bool, tolerance: float, jobs: int = 1) -> ExerciseResult:
     """Every variant's files, the manifest and the index, written into tmp (moved to out by the caller)."""
-    def write_variant(v: Variant) -> tuple[list[Block], list[Block]]:
+    first = variants[0]
+
+    def write_variant(v: Variant) -> tuple[tuple[list[Block], list[str]] | None, str, str]:
         # The key and the student's workbook show the same inputs: their values are computed once.
         values = compute(v.spec) if isinstance(v.spec, ConvSheetSpec) else None
-        return (_write(tmp / v.key_file, v, eid, "key", self_check, tolerance, values),
-                _write(tmp / v.student_file, v, eid, "student", self_check, tolerance, values))
+        key_blocks = _write(tmp / v.key_file, v, eid, "key", self_check, tolerance, values)
+        student_blocks = _write(tmp / v.student_file, v, eid, "student", self_check, tolerance, values)
+        # Only the first variant's blocks travel back (they make the manifest's layout); every variant sends what
+        # its two layouts are, so that the caller still checks that all are the same.
+        mine = (key_blocks, [b.name for b in student_blocks if b.role == "answer"]) if v is first else None
+        return mine, _layout_digest(key_blocks), _layout_digest(student_blocks)
 
     # The workers are forked here, after the spec was parsed and every variant drawn: each writes whole
-    # variants into tmp, and the blocks come back in roster order, so the manifest is the same for any --jobs.
+    # variants into tmp, and the results come back in roster order, so the manifest is the same for any --jobs.
     with progress.bar(len(variants), "exercise", unit="variant") as bar:
         written = fork_map(write_variant, variants, jobs, bar.update)
-    layout = None
-    answers: list[str] = []
-    for key_blocks, student_blocks in written:
-        answers = [b.name for b in student_blocks if b.role == "answer"]
-        cells = [(b.name, b.grids) for b in key_blocks]
-        if cells != [(b.name, b.grids) for b in student_blocks] or (
-                layout is not None and cells != [(b.name, b.grids) for b in layout]):
-            raise AssertionError("exercise layouts differ between key, student or variants")  # a bug, not input
-        if layout is None:
-            # A grid's source names one variant's random draw: not part of the exercise's layout.
-            layout = [dataclasses.replace(b, info={k: x for k, x in b.info.items() if k != "source"})
-                      for b in key_blocks]
-    assert layout is not None  # at least one student
+    mine, digest, _ = written[0]
+    assert mine is not None  # the first variant's blocks came back
+    key_blocks, answers = mine
+    if any(d != digest for _, *pair in written for d in pair):
+        raise AssertionError("exercise layouts differ between key, student or variants")  # a bug, not input
+    # A grid's source names one variant's random draw: not part of the exercise's layout.
+    layout = [dataclasses.replace(b, info={k: x for k, x in b.info.items() if k != "source"}) for b in key_blocks]
 
     randomized = {g.name: [int(x) for x in g.exercise]
                   for g in (parsed.grids if isinstance(parsed, ConvSheetSpec) else ()) if g.exercise}
@@ -511,6 +511,11 @@ def _write_all(parsed: ExerciseSpec, out: Path, tmp: Path, eid: str, seed: int, 
     if ex is not None and ex.grid not in randomized:
         drawn.append(f"{ex.grid} (a shipped example per variant, and a target class)")
     return ExerciseResult(out, eid, seed, variants, drawn, out / INDEX, out / MANIFEST)
+
+
+def _layout_digest(blocks: list[Block]) -> str:
+    """What a workbook's layout is (each block's name and cells), as a short text to compare."""
+    return hashlib.sha256(repr([(b.name, b.grids) for b in blocks]).encode("utf-8")).hexdigest()
 
 
 def _check_out_dir(out: Path, eid: str, seed: int) -> list[dict[str, Any]]:

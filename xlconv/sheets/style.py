@@ -66,6 +66,14 @@ MARKS = ((fx.CHECK_RIGHT, "#C6EFCE", "#006100"), (fx.CHECK_WRONG, "#FFC7CE", DAR
 
 def cell(book: Book, role: str, num_format: str = "0", **extra: Any) -> Format:
     """The format of a grid cell of the given role (fill colour, border, centred number)."""
+    key = ("cell", role, num_format, *extra.items())
+    made = book.named_formats.get(key)
+    if made is None:
+        made = book.named_formats[key] = _cell(book, role, num_format, extra)
+    return made
+
+
+def _cell(book: Book, role: str, num_format: str, extra: dict[str, Any]) -> Format:
     props: dict[str, Any] = dict(border=1, border_color="#808080", align="center", valign="vcenter",
                                  num_format=num_format)
     if role in COLOURS:
