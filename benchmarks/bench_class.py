@@ -98,6 +98,11 @@ def main() -> None:
         if args.against:
             base = stack.enter_context(worktree(args.against))
             trees[args.against] = {**os.environ, "PYTHONPATH": str(base)}
+        # Each tree's modules compiled to bytecode first, as pip does when it installs the wheel: without it (this
+        # machine sets PYTHONDONTWRITEBYTECODE) every run would compile xlconv's sources again, some 0.3 s.
+        for env in trees.values():
+            subprocess.run([py, "-m", "compileall", "-q", str(Path(env["PYTHONPATH"]) / "xlconv")], check=True)
+        print("bytecode compiled in both trees (as an installed wheel has it)")
         r = roster(tmp / "roster.csv", args.students)
         run([py, "-m", "xlconv", "exercise", SPEC, "--seed", str(SEED), "--roster", str(r), "-o", str(tmp / "key"),
              "-q"], here)

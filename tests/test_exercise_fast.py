@@ -109,3 +109,68 @@ def test_built_workbooks_are_the_same_bytes_as_xlsxwriter_s(tmp_path, monkeypatc
     plain = build(name, tmp_path / "plain").read_bytes()
     monkeypatch.setattr(book, "_PLAIN", False)
     assert build(name, tmp_path / "fast").read_bytes() == plain
+
+
+# -- the write calls' fast paths, call by call ------------------------------------------------------------------
+
+def _odd_calls(ws, b):
+    """Write calls the sheets never make (A1 notation, out of bounds, links, array and dynamic formulas, text and
+    error results, NaN, colour scales, data bars, long or repeated notes), each also made a second time, so that
+    the second call is served from what the first one stored."""
+    f = b.fmt(bold=True, bg_color="#FFEEDD")
+    for rep in range(2):
+        r = 20 * rep
+        ws.write_number(r, 0, 1.5, f)
+        ws.write_number(r, 1, 7)
+        ws.write_number("C1", 2.5)
+        ws.write_number(1_048_576, 0, 1)  # past the last row: -1, nothing stored
+        ws.write_number(r, 16_384, 1)
+        ws.write_formula(r + 1, 0, "=A1*2", f, 3.0)
+        ws.write_formula(r + 1, 1, "=SUM(A1:B1)")
+        ws.write_formula(r + 1, 2, '=IF(A1>1,"big","small")', None, "big")
+        ws.write_formula(r + 1, 3, "=1/0", f, "#DIV/0!")
+        ws.write_formula(r + 1, 4, '=""', None, "")
+        ws.write_formula(r + 1, 5, "{=SUM(A1:B1*2)}", None, 9)
+        ws.write_formula(r + 1, 6, "=FILTER(A1:B1,A1:B1>1)", None, 0)
+        ws.write_formula(r + 1, 7, "=STDEV.S(A1:B1)", f, 1)  # a future function: XlsxWriter prefixes it
+        ws.write_formula("I2", "=A1")
+        ws.write_blank(r + 2, 0, None)  # no format: nothing stored, no dimension
+        ws.write_blank(r + 2, 1, None, f)
+        ws.write_blank(r + 2, 40, "ignored")
+        ws.write_string(r + 3, 0, "plain & <escaped> \"text\"", f)
+        ws.write_string(r + 3, 1, "x" * 20_000)
+        ws.write_string(r + 3, 2, "y" * 40_000)  # past Excel's cell limit: truncated, -2
+        ws.write_row(r + 4, 0, ["a", "", None, 1, 2.5, True, "http://example.com", "mailto:x@y.z", "ftp:notalink",
+                                "=1+1", "{=1}", "internal:Sheet2!A1", "x:y"], f)
+        ws.write_row("A30", ["row", "in", "A1"])
+        ws.write_comment(r + 5, 0, "a note", {"author": "t", "x_scale": 2, "font_size": 9})
+        ws.write_comment(r + 5, 1, "a note", {"author": "t", "x_scale": 2, "font_size": 9})
+        ws.write_comment(r + 5, 2, "n" * 40_000)
+        ws.write_comment("D6", "by A1")
+        ws.write_comment(1_048_576, 0, "out")
+        ws.conditional_format(r, 0, r + 3, 3, {"type": "cell", "criteria": ">", "value": 1, "format": f})
+        ws.conditional_format(r, 0, r + 3, 3, {"type": "2_color_scale", "format": f})
+        ws.conditional_format(r, 4, r + 3, 5, {"type": "3_color_scale", "min_color": "#FFFFFF"})
+        ws.conditional_format(r, 6, r + 3, 6, {"type": "data_bar"})
+        ws.conditional_format(r, 7, r + 3, 7, {"type": "data_bar", "bar_solid": True})
+        ws.conditional_format("A1:B2", {"type": "formula", "criteria": "=$A$1>1", "format": f})
+        ws.conditional_format(r, 8, r, 8, {"type": "text", "criteria": "containsText", "value": 'a"b', "format": f})
+        ws.conditional_format(r, 9, r, 9, {"type": "cell", "criteria": "nonsense", "value": 1})
+    ws.set_column(0, 3, 14)
+    ws.set_row(5, 30)
+
+
+def test_odd_write_calls_store_what_xlsxwriter_stores(tmp_path, monkeypatch):
+    import warnings
+
+    out = {}
+    for plain in (True, False):
+        monkeypatch.setattr(book, "_PLAIN", plain)
+        for n in range(2):  # the second workbook is served from the caches the first one filled
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # XlsxWriter warns about the invalid calls, alike in both
+                with book.Book(tmp_path / f"{plain}{n}.xlsx", "odd calls") as b:
+                    _odd_calls(b.wb.add_worksheet("odd"), b)
+            out[(plain, n)] = (tmp_path / f"{plain}{n}.xlsx").read_bytes()
+    assert out[(False, 0)] == out[(True, 0)]
+    assert out[(False, 1)] == out[(True, 1)]

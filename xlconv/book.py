@@ -234,9 +234,12 @@ class _Worksheet(Worksheet):
                                                args[1] if len(args) > 1 else None)
         return 0
 
-    def write_row(self, row: Any, col: Any, data: Any, cell_format: Any = None) -> Any:
-        if self.write_handlers or self.strings_to_numbers or self.strings_to_formulas or type(row) is not int:
-            return super().write_row(row, col, data, cell_format)
+    def write_row(self, *args: Any, **kwargs: Any) -> Any:
+        if (kwargs or not 3 <= len(args) <= 4 or type(args[0]) is not int or self.write_handlers
+                or self.strings_to_numbers or self.strings_to_formulas):
+            return super().write_row(*args, **kwargs)
+        row, col, data = args[:3]
+        cell_format = args[3] if len(args) > 3 else None
         for token in data:
             kind = type(token)
             if token is None or (kind is str and token == ""):
@@ -252,15 +255,18 @@ class _Worksheet(Worksheet):
             col += 1
         return 0
 
-    def write_comment(self, row: Any, col: Any, comment: Any, options: dict[str, Any] | None = None) -> Any:
+    def write_comment(self, *args: Any, **kwargs: Any) -> Any:
         """XlsxWriter's write_comment, the note copied from one made earlier with the same cell, text and options
         (XlsxWriter parses the options and lays out every note anew)."""
-        if type(comment) is not str or len(comment) > self.xls_strmax // 2 or type(row) is not int:
-            return super().write_comment(row, col, comment, options)
+        if (kwargs or not 3 <= len(args) <= 4 or type(args[0]) is not int or type(args[2]) is not str
+                or len(args[2]) > self.xls_strmax // 2):
+            return super().write_comment(*args, **kwargs)
+        row, col, comment = args[:3]
+        options = args[3] if len(args) > 3 else None
         key = _exact(("comment", row, col, comment, options))
         proto = _COMMENTS.get(key) if key is not None else None
         if proto is None or not self._fast(row, col):
-            done = super().write_comment(row, col, comment, options)
+            done = super().write_comment(*args)
             if done == 0 and key is not None:
                 if len(_COMMENTS) >= 10_000:
                     _COMMENTS.clear()
@@ -341,7 +347,9 @@ class _Worksheet(Worksheet):
 
     def _write_conditional_formats(self) -> None:
         """XlsxWriter's conditional formats, their XML written once per set of rules (the same in every variant)."""
-        key = _exact(("cf-xml", self.cond_formats))
+        # A 2010 data bar's rule also files the bar for the sheet's extension list as it is written: never cached.
+        bars = any(rule.get("is_data_bar_2010") for rules in self.cond_formats.values() for rule in rules)
+        key = None if bars else _exact(("cf-xml", self.cond_formats))
         text = _CF_XML.get(key) if key is not None else None
         if text is None:
             text = _captured(self, super()._write_conditional_formats)
