@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import re
 import zlib
 from collections import OrderedDict
-from io import StringIO
+from io import BytesIO, StringIO
 from pathlib import Path
 from types import TracebackType
 from zipfile import ZIP64_LIMIT, ZIP_DEFLATED, ZipFile, ZipInfo
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import xlsxwriter
 from xlsxwriter.comments import Comments, CommentType
@@ -71,7 +72,7 @@ class _SharedStrings(SharedStrings):
         self.fh.write(text)
 
 
-_COMMENTS: dict[tuple[str, str], Any] = {}  # (cell, text, options) -> a note as XlsxWriter made it
+_COMMENTS: dict[tuple[Any, ...], Any] = {}  # (cell, text, options) -> a note as XlsxWriter made it
 _RULES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}  # (range, options) -> (range, the stored rule)
 
 
@@ -258,12 +259,13 @@ class _Worksheet(Worksheet):
     def write_comment(self, *args: Any, **kwargs: Any) -> Any:
         """XlsxWriter's write_comment, the note copied from one made earlier with the same cell, text and options
         (XlsxWriter parses the options and lays out every note anew)."""
-        if (kwargs or not 3 <= len(args) <= 4 or type(args[0]) is not int or type(args[2]) is not str
-                or len(args[2]) > self.xls_strmax // 2):
+        if (kwargs or not 3 <= len(args) <= 4 or type(args[0]) is not int or type(args[1]) is not int
+                or type(args[2]) is not str or len(args[2]) > self.xls_strmax // 2):
             return super().write_comment(*args, **kwargs)
         row, col, comment = args[:3]
         options = args[3] if len(args) > 3 else None
-        key = _exact(("comment", row, col, comment, options))
+        shown = _exact(options)  # a note's text is keyed as it is: printing it again would cost more than its hash
+        key = None if shown is None else ("comment", row, col, comment, shown)
         proto = _COMMENTS.get(key) if key is not None else None
         if proto is None or not self._fast(row, col):
             done = super().write_comment(*args)
@@ -639,10 +641,13 @@ class _Workbook(xlsxwriter.Workbook):
     def _store_workbook(self) -> None:
         """XlsxWriter's _store_workbook for a workbook made in memory (the same steps, in the same order), with each
         part zipped by _write_member."""
-        if not self.in_memory or self.vba_project:
+        if not self.in_memory or self.vba_project or not isinstance(self.filename, str):
             super()._store_workbook()
             return
-        with ZipFile(self.filename, "w", compression=ZIP_DEFLATED, allowZip64=self.allow_zip64) as xlsx_file:
+        # Zipped in memory and written with one call: a zip file on disk is written member by member, with a
+        # seek (a flush) before each.
+        out = BytesIO()
+        with ZipFile(out, "w", compression=ZIP_DEFLATED, allowZip64=self.allow_zip64) as xlsx_file:
             packager = self._get_packager()
             if not self.worksheets():
                 self.add_worksheet()
@@ -666,14 +671,30 @@ class _Workbook(xlsxwriter.Workbook):
                 zinfo = ZipInfo(name, (1980, 1, 1, 0, 0, 0))
                 zinfo.compress_type = xlsx_file.compression
                 _write_member(xlsx_file, zinfo, part.getvalue() if is_binary else part.getvalue().encode("utf-8"))
+        with open(self.filename, "wb") as fh:
+            fh.write(out.getbuffer())
+
+
+@contextlib.contextmanager
+def _in_place(path: Path) -> Iterator[Path]:
+    """path itself, removed if the block fails (the atomic_path of a file in a folder made atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 class Book:
     """An .xlsx being written to a temporary file that becomes the real one only on success."""
 
-    def __init__(self, path: str | Path, title: str, constant_memory: bool = False, tolerance: float = 1e-6):
+    def __init__(self, path: str | Path, title: str, constant_memory: bool = False, tolerance: float = 1e-6,
+                 atomic: bool = True):
+        """atomic False: write path itself, for a caller whose whole folder appears at once (exercise's
+        atomic_folder), where a temporary name per file would only cost a file creation and a rename."""
         self.path = Path(path)
-        self._atomic = atomic_path(self.path)
+        self._atomic = atomic_path(self.path) if atomic else _in_place(self.path)
         self.tmp = self._atomic.__enter__()
         # in_memory: the parts are zipped from memory rather than from one temporary file each (XlsxWriter's
         # default), which cost more than writing a small workbook; constant_memory streams rows to disk instead.

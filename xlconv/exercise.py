@@ -400,7 +400,7 @@ def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolera
     who = " ".join(x for x in (v.student.id, v.student.name) if x)
     info = (f"Student: {who}   |   " if who else "") + f"variant {v.id}" + ("   |   ANSWER KEY" if mode == "key" else "")
     title = spec.title + (" (answer key)" if mode == "key" else " (exercise)")
-    with Book(path, title) as book:
+    with Book(path, title, atomic=False) as book:  # in exercise's temporary folder, which appears whole
         book.meta[META_KEY] = json.dumps(_meta(spec, eid, v, mode, self_check, tolerance), sort_keys=True)
         book.meta[INPUTS_KEY] = json.dumps({k: a.tolist() for k, a in root_values(spec).items()}, sort_keys=True)
         if isinstance(spec, SizeSheetSpec):
