@@ -273,6 +273,7 @@ class _Worksheet(Worksheet):
                 if len(_COMMENTS) >= 10_000:
                     _COMMENTS.clear()
                 made = self.comments[row][col]
+                made._xlconv_made = key
                 _COMMENTS[key] = proto = CommentType.__new__(CommentType)
                 proto.__dict__.update(made.__dict__)
             return done
@@ -498,6 +499,12 @@ def _notes_key(objs: list[Any]) -> tuple[Any, ...]:
     _state instead."""
     out: list[Any] = []
     for o in objs:
+        made = o.__dict__.get("_xlconv_made")
+        if made is not None and type(o) is CommentType:
+            # A note made by _Worksheet.write_comment: its attributes follow from the call that made it, except
+            # what the workbook sets when it closes (the box's place, visibility, author).
+            out.append((made, tuple(o.vertices), o.is_visible, o.author))
+            continue
         text = repr(vars(o))
         out.append((type(o).__qualname__, text) if " at 0x" not in text else _state(o))
     return tuple(out)
