@@ -199,7 +199,7 @@ class _Worksheet(Worksheet):
 
     def write_formula(self, row: Any, col: Any, *args: Any, **kwargs: Any) -> Any:
         formula = args[0] if args else None
-        if kwargs or not 1 <= len(args) <= 3 or type(formula) is not str:
+        if kwargs or not 1 <= len(args) <= 3 or type(formula) is not str or self.constant_memory:
             return super().write_formula(row, col, *args, **kwargs)
         key = (formula, bool(self.use_future_functions))
         prepared = _PLAIN_FORMULAS.get(key)
@@ -327,9 +327,10 @@ class _Worksheet(Worksheet):
     def _prepare_vml_objects(self, *args: Any) -> Any:
         # Where a note's box lands depends on its own offsets and size and on the sheet's column widths and row
         # heights, which are fixed by now: the sizes are keyed once for all the notes of the sheet.
-        self.__dict__["_xlconv_sizes"] = _exact(("sizes", sorted((c, i.width, i.hidden) for c, i in self.col_info.items()),
-                                                 sorted(self.row_sizes.items()), self.default_col_width,
-                                                 self.default_row_height, self.col_size_changed))
+        columns = sorted((c, i.width, i.hidden) for c, i in self.col_info.items())
+        self.__dict__["_xlconv_sizes"] = _exact(("sizes", columns, sorted(self.row_sizes.items()),
+                                                 self.default_col_width, self.default_row_height,
+                                                 self.col_size_changed))
         try:
             return super()._prepare_vml_objects(*args)
         finally:

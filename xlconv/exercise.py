@@ -409,7 +409,8 @@ def _write(path: Path, v: Variant, eid: str, mode: str, self_check: bool, tolera
             size.build_sheet(book, spec, mode=mode, self_check=self_check, tolerance=tolerance, info=info)
         else:
             # A copy: the backward pass adds its gradients to the sheet's values.
-            sheet = ConvSheet(book, spec, dict(values) if values is not None else None, mode=mode, self_check=self_check, tolerance=tolerance, info=info)
+            sheet = ConvSheet(book, spec, dict(values) if values is not None else None, mode=mode,
+                              self_check=self_check, tolerance=tolerance, info=info)
             sheet.build(finish=not spec.wrt)
             if spec.wrt:  # the backward pass on the same sheet, its gradient blocks answers like any other
                 from xlconv.sheets import backprop
