@@ -58,18 +58,25 @@ def _captured(writer: Any, write: Callable[[], None]) -> str:
         writer.fh = fh
 
 
+def _write_once(writer: Any, cache: dict[Any, str], key: Any, write: Callable[[], None], limit: int = 64) -> None:
+    """What write() writes to writer's XML output, written from cache when key (None: never cached) was written
+    before; the cache is emptied when it holds limit texts."""
+    text = cache.get(key) if key is not None else None
+    if text is None:
+        text = _captured(writer, write)
+        if key is not None:
+            if len(cache) >= limit:
+                cache.clear()
+            cache[key] = text
+    writer.fh.write(text)
+
+
 class _SharedStrings(SharedStrings):
     """XlsxWriter's shared strings part, each <si> element (a pure function of its string) written once: most
     strings of a variant's workbook are those of the one before."""
 
     def _write_si(self, string: str) -> None:
-        text = _SI_XML.get(string)
-        if text is None:
-            text = _captured(self, lambda: super(_SharedStrings, self)._write_si(string))
-            if len(_SI_XML) >= 20_000:
-                _SI_XML.clear()
-            _SI_XML[string] = text
-        self.fh.write(text)
+        _write_once(self, _SI_XML, string, lambda: super(_SharedStrings, self)._write_si(string), 20_000)
 
 
 _COMMENTS: dict[tuple[Any, ...], Any] = {}  # (cell, text, options) -> a note as XlsxWriter made it
@@ -354,14 +361,7 @@ class _Worksheet(Worksheet):
         # A 2010 data bar's rule also files the bar for the sheet's extension list as it is written: never cached.
         bars = any(rule.get("is_data_bar_2010") for rules in self.cond_formats.values() for rule in rules)
         key = None if bars else _exact(("cf-xml", self.cond_formats))
-        text = _CF_XML.get(key) if key is not None else None
-        if text is None:
-            text = _captured(self, super()._write_conditional_formats)
-            if key is not None:
-                if len(_CF_XML) >= 64:
-                    _CF_XML.clear()
-                _CF_XML[key] = text
-        self.fh.write(text)
+        _write_once(self, _CF_XML, key, super()._write_conditional_formats)
 
     def _prepare_formula(self, formula: str, expand_future_functions: bool = False) -> str:
         key = (formula, bool(expand_future_functions or self.use_future_functions))
@@ -610,15 +610,7 @@ class _Workbook(xlsxwriter.Workbook):
 
     def _write_defined_names(self) -> None:
         """XlsxWriter's <definedNames>, written once per list of names (one per grid: the same in every variant)."""
-        key = _exact(("names", self.defined_names))
-        text = _DEFINED.get(key) if key is not None else None
-        if text is None:
-            text = _captured(self, super()._write_defined_names)
-            if key is not None:
-                if len(_DEFINED) >= 64:
-                    _DEFINED.clear()
-                _DEFINED[key] = text
-        self.fh.write(text)
+        _write_once(self, _DEFINED, _exact(("names", self.defined_names)), super()._write_defined_names)
 
     def add_format(self, properties: dict[str, Any] | None = None) -> Format:
         """XlsxWriter's add_format, the Format made by copying the attributes of one made earlier with the same
