@@ -88,7 +88,7 @@ def test_pandas_reads_the_lecture_numbers_without_any_engine(shipped):
     wb = load_workbook(shipped["lee-6x6"], data_only=True)
     sheet, grids, _, _ = records(wb)["stride1"]
     g = grids[0]
-    df = pd.read_excel(shipped["lee-6x6"], sheet_name=sheet, header=None)
+    df = pd.read_excel(shipped["lee-6x6"], sheet_name=sheet, header=None, engine="openpyxl")
     values = df.iloc[g.top:g.top + g.height, g.left:g.left + g.width].to_numpy(dtype=float)
     np.testing.assert_array_equal(values, [[3, -1, -3, -1], [-3, 1, 0, -3], [-3, -3, 0, 1], [3, -2, -2, -1]])
     np.testing.assert_array_equal(values, block(wb, "stride1")[0])
