@@ -150,7 +150,12 @@ class GradSheet(ConvSheet):
             c, h, w = len(grids), grids[0].height, grids[0].width
         except SpecError:
             pass
-        return (label, [f"channel {k}" if c > 1 else "" for k in range(c)] if c > 1 else [""], (h, w))
+        # The channels as the forward sheet names them: a conv's outputs (and the ReLU and pooling of them) are the
+        # lecture's "Filter 1", "Filter 2", ...; an image's are "channel 0", ...
+        names = self.band_labels(name) if name in self.ops_by_name or name in self.placed else []
+        if len(names) != c:
+            names = [f"channel {k}" for k in range(c)] if c > 1 else [""]
+        return (label, names, (h, w))
 
     def heading(self, text: str) -> None:
         """A band's heading line (the rule it applies); moves the cursor down a row."""
