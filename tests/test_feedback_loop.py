@@ -211,3 +211,28 @@ def test_feedback_holds_no_formula_and_marks_only_reveals_no_value(loop):
         assert notes and not any("Right value" in t or "window" in t or "sign" in t for t in notes.values())
         assert all(t in ("Right.", "Blank: no answer.") or t.startswith(("Wrong", "Not a number", "Right."))
                    for t in notes.values())
+
+
+def test_output_size_feedback_shows_the_table_s_headings_and_layers(tmp_path):
+    # The size table's cells sit row under row with their headings right above: the feedback shows those headings
+    # and each layer's name, as the student's sheet does, at the same cells, and puts its hint under the table.
+    result = exercise("output-size", tmp_path / "ex", seed=4, roster=write_roster(tmp_path, "student_id\ns01\n"))
+    key = load_key(result.out_dir)
+    returned = fill(result.student_files[0], tmp_path / "returned" / "s01.xlsx", key, "s01",
+                    answer=lambda b, c, i, j, v: v + 1 if i == 0 else v)
+    grade([returned], result.out_dir, tmp_path / "gradebook.csv", feedback=tmp_path / "feedback")
+    ws = sheet(tmp_path / "feedback" / "s01-feedback.xlsx", key)
+    student = sheet(result.student_files[0], key)
+    recs = {b.name: b for b in key.records}
+    top = recs["layer0"].grids[0].top
+    headings = [ws.cell(top, c + 1).value for c in range(1, 12)]  # the row above the table (openpyxl: 1-based)
+    assert [h for h in headings if h] == ["H_in", "padding", "kernel_size", "stride", "dilation", "ceil_mode",
+                                          "unrounded", "H_out"]
+    layers = [b for b in key.records if re.fullmatch(r"layer\d+", b.name)]
+    assert len(layers) > 3
+    for b in layers:  # each layer's name left of its row, where the student's sheet has it
+        g = b.grids[0]
+        assert ws.cell(g.top + 1, 2).value == student.cell(g.top + 1, 2).value == b.info["layer"], b.name
+    answers = recs["H_out"].grids[0]
+    below = [ws.cell(r, 2).value or "" for r in range(answers.bottom + 2, answers.bottom + 5)]
+    assert any("Each answer cell has a note" in text for text in below), below

@@ -27,7 +27,7 @@ from xlconv.cells import Grid
 from xlconv.errors import WorkbookError
 from xlconv.exercise import safe_id
 from xlconv.flags import CellMark
-from xlconv.sheets import style
+from xlconv.sheets import size, style
 from xlconv.verify import expected_block
 
 if TYPE_CHECKING:
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 FEEDBACK_KEY = "feedback"  # the record sheet's row saying what this workbook is (it is not an exercise)
 SHOWN_ROLES = ("input", "kernel", "bias", "padded", "dilated", "output")
 HEADER_ROWS = 5  # rows above the key's layout we may use (an exercise sheet's first block starts lower)
+TABLE_HEADING_POINTS = 26.0  # an output-size table's heading row: up to two lines of small type
+SHORT_HEADINGS = {"ceil": "ceil_mode", "lecture": "unrounded"}  # the sheet's longer headings, in a narrow column
+
 DASH = "\u2013"
 TIMES = "\u00d7"
 ARROW = "\u2192"
@@ -233,9 +236,28 @@ def write_feedback(row: Row, book: Gradebook, key: Key, path: Path, marks_only: 
         hint = "Each answer cell has a note (point at it); the list under the grids repeats every reason."
         if row.flags:
             hint = "Flags: " + "; ".join(row.flags) + ".   " + hint
-        heights[4] = _text_row(ws, 4, right_col, clean(hint, 600), wb.fmt(text_wrap=True, valign="top", bold=bool(row.flags),
-                                                             font_color=style.DARK_RED if row.flags else "#404040"),
-                  width_chars)
+        hint_look = wb.fmt(text_wrap=True, valign="top", bold=bool(row.flags),
+                           font_color=style.DARK_RED if row.flags else "#404040")
+        # An output-size table has its column headings right above its first row, where the hint would go: the
+        # hint then goes under the table.
+        heads = table_headings(key.records)
+        if not heads:
+            heights[4] = _text_row(ws, 4, right_col, clean(hint, 600), hint_look, width_chars)
+        head_look = wb.fmt(bold=True, bottom=2, align="center", valign="vcenter", text_wrap=True, font_size=9)
+        head_row = min(heads)[0] if heads else -1
+        wider = 0.0  # pixels the widened heading columns add to the sheet
+        for (r, c), text in heads.items():
+            text = clean(text, 40)
+            if r == head_row:  # a column heading, its column wide enough for its longest word in small type
+                ws.write_string(r, c, text, head_look)
+                chars = max(style.COL_WIDTH, 0.9 * max(map(len, text.split()), default=0) + 1)
+                ws.set_column(c, c, chars)
+                wider += style.column_px(chars) - style.column_px(style.COL_WIDTH)
+            else:  # a layer's name, left of its row
+                ws.write_string(r, c, text, wb.fmt(bold=True, valign="vcenter"))
+        if heads:
+            heights[head_row] = TABLE_HEADING_POINTS
+            ws.set_row(head_row, TABLE_HEADING_POINTS)
         input_look = {role: style.cell(wb, "padding" if role == "padded" else role, "General")
                       for role in ("input", "kernel", "bias", "padded", "dilated")}
         grid_rows: set[int] = set()
@@ -249,14 +271,15 @@ def write_feedback(row: Row, book: Gradebook, key: Key, path: Path, marks_only: 
             bottom = max(bottom, max(g.bottom for g in b.grids))
             heading = _label(b)
             if b.role == "output":
-                got, size = row.marks.get(b.name, 0), sum(g.height * g.width for g in b.grids)
-                heading += f"   {ARROW}   {got} of {size} marks"
+                got, count = row.marks.get(b.name, 0), sum(g.height * g.width for g in b.grids)
+                heading += f"   {ARROW}   {got} of {count} marks"
             elif b.role in ("padded", "dilated"):
                 heading = f"{_label(by_name[str(b.info.get('input'))]) if b.info.get('input') in by_name else b.name}" \
                           f" ({'padded' if b.role == 'padded' else 'dilated'})"
             label_row = max(HEADER_ROWS, top - (2 if len(b.grids) > 1 else 1))
             starts.append(label_row)
-            table = b.role != "output" and all(g.height == g.width == 1 for g in b.grids)
+            table = (b.role != "output" and all(g.height == g.width == 1 for g in b.grids)) or (
+                bool(heads) and _in_size_table(b))
             if not table:  # a size table's cells sit row under row: a label above would cover the row before
                 ws.write_string(label_row, b.grids[0].left, clean(heading, 200),
                                 wb.fmt(bold=True, font_color=style.HEADING_BLUE))
@@ -291,6 +314,10 @@ def write_feedback(row: Row, book: Gradebook, key: Key, path: Path, marks_only: 
             if b.role == "output":
                 lines.append((heading, why))
         r = bottom + 3
+        if heads:
+            starts.append(bottom + 2)
+            heights[bottom + 2] = _text_row(ws, bottom + 2, right_col, clean(hint, 600), hint_look, width_chars)
+            r += 1
         starts.append(r)
         ws.write_string(r, 1, "Why: every answer that lost marks, and answers typed in a way to avoid", wb.fmt(**style.TITLE))
         r += 1
@@ -308,12 +335,43 @@ def write_feedback(row: Row, book: Gradebook, key: Key, path: Path, marks_only: 
             heights[gr] = style.GRID_ROW_HEIGHT
         ws.print_area(0, 0, r, right_col + 1)
         points = [heights.get(n, style.HEADER_ROW_POINTS) for n in range(r + 1)]
-        width = (2 * 7 + 5 + right_col * style.column_px(style.COL_WIDTH)) * 0.75 * style.LIBREOFFICE_COLUMN_STRETCH
+        width = (2 * 7 + 5 + right_col * style.column_px(style.COL_WIDTH) + wider) * 0.75 \
+            * style.LIBREOFFICE_COLUMN_STRETCH
         landscape, breaks, scale, _ = style.plan_pages(points, sorted(set(starts)), width)
         style.page_setup(ws, landscape=landscape, breaks=breaks, scale=scale if breaks else None)
         ws.set_zoom(style.fit_zoom((right_col * style.column_px(style.COL_WIDTH), 900)))
         ws.activate()
     return path
+
+
+def _in_size_table(block: record.Block) -> bool:
+    """Whether a block is a cell or column of an output-size table: a layer's typed cells or an answer column."""
+    return "layer" in block.info or block.info.get("op") in ("lecture_size", "out_size")
+
+
+def table_headings(blocks: Sequence[record.Block]) -> dict[tuple[int, int], str]:
+    """An output-size table's headings as the student's sheet shows them: (row, column) -> text, the column
+    headings in the row above the table's first row and each layer's name left of its row; empty for any other
+    sheet."""
+    table = [b for b in blocks if _in_size_table(b) and b.grids]
+    if not any("layer" in b.info for b in table):
+        return {}
+    headings = {key: SHORT_HEADINGS.get(key, text) for key, text, _ in size.COLUMNS}
+    top = min(g.top for b in table for g in b.grids)
+    used = {(g.top + i, g.left + j) for b in blocks for g in b.grids for i in range(g.height) for j in range(g.width)}
+    out: dict[tuple[int, int], str] = {}
+    for b in table:
+        g = b.grids[0]
+        if b.info.get("op") in ("lecture_size", "out_size"):
+            out[(top - 1, g.left)] = headings["out" if b.info["op"] == "out_size" else "lecture"]
+            continue
+        cells = b.info.get("cells")
+        keys: list[Any] = cells if isinstance(cells, list) else ["in"]
+        for k, key in enumerate(keys[:g.width]):
+            out[(top - 1, g.left + k)] = headings.get(str(key), str(key))
+        if (g.top, 1) not in used and g.left > 1:
+            out[(g.top, 1)] = str(b.info["layer"])
+    return {rc: text for rc, text in out.items() if rc[0] >= 0 and rc not in used}
 
 
 def _text_row(ws: Any, r: int, right_col: int, text: str, look: Any, width_chars: int) -> float:
