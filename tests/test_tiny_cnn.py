@@ -99,14 +99,14 @@ def test_workbook_records_every_gradient_and_step(tmp_path):
     assert shapes == {"fc_grad": [(36, 1)] * 10, "filter3_grad": [(3, 3)], "conv1_bias_grad": [(1, 1)] * 4}
     cell = wb["Tiny CNN gradients"].cell(recs["pool1_grad"][1][0].top + 1, recs["pool1_grad"][1][0].left + 1)
     assert cell.value.startswith("=")
-    # A gradient map is named as the forward map it belongs to: conv1's output channels are the lecture's
-    # filters on both sheets; the image's gradient would be "channel k".
+    # A gradient map, and a map after the SGD step, is named as the forward map it belongs to: conv1's output
+    # channels are the lecture's filters on both sheets; the image's gradient would be "channel k".
     def labels(sheet, name):
         return [wb[sheet].cell(g.top, g.left + 1).value for g in recs[name][1]]
 
     filters = [f"Filter {k}" for k in range(1, 5)]
     assert labels("Tiny CNN", "relu1") == filters
-    for name in ("conv1_grad", "relu1_grad", "pool1_grad"):
+    for name in ("conv1_grad", "relu1_grad", "pool1_grad", "conv1_after", "relu1_after", "pool1_after"):
         assert labels("Tiny CNN gradients", name) == filters, name
 
 

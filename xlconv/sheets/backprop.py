@@ -675,7 +675,8 @@ class GradSheet(ConvSheet):
             self.start_band()
         self.label(self.row, 1, f"{op.name} after the step ({op.label})", bold=False)
         self.row += 1
-        (grids,) = self.band([(after.name, labels, (h, w))], label_rows=1)
+        # Several maps need the row under the block's name for their own names ("Filter 1", ...).
+        (grids,) = self.band([(after.name, labels, (h, w))], label_rows=2 if c > 1 else 1)
         info: dict[str, object] = {}
         formula: Callable[[int, int, int], str]
         nf = "0.000"
