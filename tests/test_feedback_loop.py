@@ -236,3 +236,36 @@ def test_output_size_feedback_shows_the_table_s_headings_and_layers(tmp_path):
     answers = recs["H_out"].grids[0]
     below = [ws.cell(r, 2).value or "" for r in range(answers.bottom + 2, answers.bottom + 5)]
     assert any("Each answer cell has a note" in text for text in below), below
+
+
+@pytest.mark.parametrize("c_in,h,w,k,stride,padding,dilation,output_padding", [
+    (1, 2, 2, 3, 1, 0, 1, 0),
+    (1, 3, 3, 3, 2, 1, 1, 1),
+    (2, 3, 4, 2, 2, 0, 1, 0),
+    (1, 3, 3, 3, 1, 2, 1, 0),
+    (2, 2, 3, 3, 3, 1, 2, 2),
+    (1, 4, 4, 4, (2, 1), (1, 2), (1, 2), (1, 0)),
+])
+def test_transposed_conv_feedback_names_the_products_torch_adds(c_in, h, w, k, stride, padding, dilation,
+                                                                  output_padding):
+    # The note on a transposed convolution's answer lists input cell x kernel tap products: summed, they are
+    # torch's F.conv_transpose2d at that cell, for strides, paddings, dilations and output paddings.
+    import torch
+
+    from xlconv import record
+    from xlconv.feedback import transpose_taps
+
+    pair = lambda v: (v, v) if isinstance(v, int) else v  # noqa: E731
+    s, p, d, op = map(pair, (stride, padding, dilation, output_padding))
+    rng = np.random.default_rng(7)
+    x = rng.integers(-4, 5, (1, c_in, h, w)).astype(np.float64)
+    wt = rng.integers(-3, 4, (c_in, 2, k, k)).astype(np.float64)
+    want = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(wt), stride=s, padding=p,
+                                                output_padding=op, dilation=d).numpy()[0]
+    params = record.ConvTransposeParams("x", ("w0", "w1"), None, s, p, op, d)
+    for o in range(2):
+        for i in range(want.shape[1]):
+            for j in range(want.shape[2]):
+                taps = transpose_taps(params, [(h, w)] * c_in, k, k, i, j)
+                got = sum(x[0, ch, a, b] * wt[ch, o, u, v] for ch, a, b, u, v in taps)
+                assert got == want[o, i, j], (o, i, j, taps)

@@ -42,6 +42,7 @@ SHORT_HEADINGS = {"ceil": "ceil_mode", "lecture": "unrounded"}  # the sheet's lo
 DASH = "\u2013"
 TIMES = "\u00d7"
 ARROW = "\u2192"
+MAX_TERMS = 9  # products a transposed convolution's note spells out (a 3x3 kernel at stride 1 has 9)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
@@ -141,8 +142,45 @@ def explain(block: record.Block, c: int, i: int, j: int, right: float, by_name: 
         src = by_name.get(p.input)
         cell = src.grids[c].cell(i, j) if src is not None and c < len(src.grids) else "the input cell"
         return f"ReLU: max(0, {cell}) {ARROW} {_num(right)}"
+    if isinstance(p, record.ConvTransposeParams):
+        source = by_name.get(p.input)
+        weight = by_name.get(p.weight[c]) if c < len(p.weight) else None
+        if source is not None and weight is not None:
+            kh, kw = weight.grids[0].height, weight.grids[0].width
+            taps = transpose_taps(p, [(g.height, g.width) for g in source.grids], kh, kw, i, j)
+            terms = [f"{source.grids[ch].cell(a, b)} {TIMES} {weight.grids[min(ch, len(weight.grids) - 1)].cell(u, v)}"
+                     for ch, a, b, u, v in taps]
+            if terms:
+                shown = " + ".join(terms[:MAX_TERMS]) + (f" + ... ({len(terms)} products)" if len(terms) > MAX_TERMS
+                                                         else "")
+                text = (f"every input cell whose spread reaches this cell, times the kernel tap it lands on: "
+                        f"{shown}")
+            else:
+                text = "no input cell's spread reaches this cell (it is padding of the output): 0"
+            if p.bias is not None and p.bias in values:
+                text += f" + bias {_num(float(np.asarray(values[p.bias]).reshape(-1)[c]))}"
+            return f"{text} {ARROW} {_num(right)}"
     return (f"every input cell spreads its value times the kernel into the output (see the spread grid); "
             f"their sum here {ARROW} {_num(right)}")
+
+
+def transpose_taps(p: record.ConvTransposeParams, inputs: Sequence[tuple[int, int]], kh: int, kw: int, i: int,
+                   j: int) -> list[tuple[int, int, int, int, int]]:
+    """The (channel, input row, input column, kernel row, kernel column) whose products F.conv_transpose2d adds
+    into output cell (i, j): input cell (a, b) lands its kernel tap (u, v) on (a*stride - padding + u*dilation, ...);
+    inputs gives each input channel's (height, width)."""
+    (sh, sw), (ph, pw), (dh, dw) = p.stride, p.padding, p.dilation
+    out = []
+    for ch, (h, w) in enumerate(inputs):
+        for u in range(kh):
+            a, off = divmod(i + ph - u * dh, sh)
+            if off or not 0 <= a < h:
+                continue
+            for v in range(kw):
+                b, off = divmod(j + pw - v * dw, sw)
+                if not off and 0 <= b < w:
+                    out.append((ch, a, b, u, v))
+    return out
 
 
 # --- why an answer is right or wrong -----------------------------------------------------------------------
