@@ -51,12 +51,36 @@ def size_table(sheet: ConvSheet, op: Conv | Pool, src: Placed, out_grids: list[G
                top: int, left: int, kernel_grid: Grid | None = None) -> None:
     """Output height and width as live formulas of the input size, kernel, stride, padding, dilation: one column
     per argument, as torch's signature reads, a row for H and a row for W."""
+    pool = isinstance(op, Pool)
+    keys = ["in", "k", "s", "p", "d"] + (["ceil"] if pool else []) + ["out"]
+    values = {"k": kernel, "s": op.stride, "p": op.padding, "d": op.dilation}
+
+    def param(key: str, axis: int, r: int, c: int) -> None:
+        if key == "ceil":
+            assert isinstance(op, Pool), "only pooling has a ceil_mode column"
+            sheet.ws.write_boolean(r, c, op.ceil_mode, style.cell(sheet.book, "param", style.BOOLEAN_FORMAT))
+        else:
+            sheet.ws.write_number(r, c, values[key][axis], style.cell(sheet.book, "param", "0"))
+
+    def out(cells: dict[str, tuple[str, str]], axis: int) -> str:
+        i, k, s, p, d = (cells[x][axis] for x in ("in", "k", "s", "p", "d"))
+        return fx.out_size(i, k, s, p, d, cells["ceil"][axis] if pool else None)
+
+    size_columns(sheet, op.name, src, out_grids, kernel, kernel_grid, keys, top, left, SIZE_HEADINGS,
+                 lambda key: SIZE_NOTES[f"{key}_pool" if key in ("k", "p") and pool else key], param, out)
+
+
+def size_columns(sheet: ConvSheet, name: str, src: Placed, out_grids: list[Grid], kernel: tuple[int, int],
+                 kernel_grid: Grid | None, keys: Sequence[str], top: int, left: int, headings: dict[str, str],
+                 note: Callable[[str], str], param: Callable[[str, int, int, int], None],
+                 out: Callable[[dict[str, tuple[str, str]], int], str]) -> None:
+    """A live output-size table of op name at (top, left): a column per key with its heading and note, a row for H
+    and a row for W. The input size is counted from the grid src reads, the kernel size from kernel_grid (when
+    given), param(key, axis, row, column) writes the other typed arguments, and out(cells, axis) is the output
+    size's formula of the cells by key."""
     b, ws = sheet.book, sheet.ws
     first, last = src.grids[0].cell(0, 0), src.grids[0].cell(src.grids[0].height - 1, src.grids[0].width - 1)
     head_fmt = b.fmt(bold=True, font_size=9, align="center", valign="vcenter", text_wrap=True)
-    param = style.cell(b, "param", "0")
-    pool = isinstance(op, Pool)
-    keys = ["in", "k", "s", "p", "d"] + (["ceil"] if pool else []) + ["out"]
     ws.write_string(top - 1, left, "output size (live)", b.fmt(bold=True, font_size=9))
     for axis, text in ((0, "H"), (1, "W")):
         ws.write_string(top + 1 + axis, left, text, b.fmt(bold=True, font_size=10, align="right", valign="vcenter"))
@@ -65,7 +89,7 @@ def size_table(sheet: ConvSheet, op: Conv | Pool, src: Placed, out_grids: list[G
     sheet.roles.update(("param", "output", "input"))
     for n, key in enumerate(keys):
         c = left + 1 + n
-        ws.write_string(top, c, SIZE_HEADINGS[key], head_fmt)
+        ws.write_string(top, c, headings[key], head_fmt)
         hw = []
         for axis in (0, 1):
             r = top + 1 + axis
@@ -77,24 +101,17 @@ def size_table(sheet: ConvSheet, op: Conv | Pool, src: Placed, out_grids: list[G
                 kf, kl = kernel_grid.cell(0, 0), kernel_grid.cell(kernel_grid.height - 1, kernel_grid.width - 1)
                 f = fx.rows_of(kf, kl) if axis == 0 else fx.columns_of(kf, kl)
                 ws.write_formula(r, c, f, style.cell(b, "kernel", "0"), kernel[axis])
-            elif key == "ceil":
-                assert isinstance(op, Pool), "only pooling has a ceil_mode column"
-                ws.write_boolean(r, c, op.ceil_mode, style.cell(b, "param", style.BOOLEAN_FORMAT))
             elif key == "out":
-                i, k, s, p, d = (cells[x][axis] for x in ("in", "k", "s", "p", "d"))
-                f = fx.out_size(i, k, s, p, d, cells["ceil"][axis] if pool else None)
-                ws.write_formula(r, c, f, style.cell(b, "output", "0", bold=True),
+                ws.write_formula(r, c, out(cells, axis), style.cell(b, "output", "0", bold=True),
                                  (out_grids[0].height, out_grids[0].width)[axis])
             else:
-                value = {"k": kernel, "s": op.stride, "p": op.padding, "d": op.dilation}[key][axis]
-                ws.write_number(r, c, value, param)
+                param(key, axis, r, c)
         cells[key] = (hw[0], hw[1])
-        note_key = f"{key}_pool" if key in ("k", "p") and pool else key
-        sheet.note(top + 1, c, SIZE_NOTES[note_key])
+        sheet.note(top + 1, c, note(key))
     for axis, suffix in ((0, "h"), (1, "w")):
-        sheet.book.record(f"{op.name}_size_{suffix}", "size", sheet.spec.sheet,
-                          [Grid(top + 1 + axis, left + 1 + n, 1, 1) for n in range(len(keys))],
-                          rows=keys, output=op.name, axis=axis)
+        b.record(f"{name}_size_{suffix}", "size", sheet.spec.sheet,
+                 [Grid(top + 1 + axis, left + 1 + n, 1, 1) for n in range(len(keys))],
+                 rows=list(keys), output=name, axis=axis)
     sheet.grid_rows.update(range(top, top + 3))
     sheet.max_col = max(sheet.max_col, left + len(keys))
     sheet.row = max(sheet.row, top + 4)

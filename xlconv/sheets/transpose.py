@@ -279,46 +279,17 @@ def size_line(sheet: ConvSheet, op: ConvTranspose, src: Placed, out_grids: list[
               top: int, left: int, kernel_grid: Grid) -> None:
     """Output height and width as live formulas of the input size, kernel, stride, padding, output_padding and
     dilation: one column per argument of torch's signature, a row for H and a row for W."""
-    b, ws = sheet.book, sheet.ws
-    first, last = src.grids[0].cell(0, 0), src.grids[0].cell(src.grids[0].height - 1, src.grids[0].width - 1)
-    kf, kl = kernel_grid.cell(0, 0), kernel_grid.cell(kernel_grid.height - 1, kernel_grid.width - 1)
-    head_fmt = b.fmt(bold=True, font_size=9, align="center", valign="vcenter", text_wrap=True)
-    param = style.cell(b, "param", "0")
-    ws.write_string(top - 1, left, "output size (live)", b.fmt(bold=True, font_size=9))
-    for axis, text in ((0, "H"), (1, "W")):
-        ws.write_string(top + 1 + axis, left, text, b.fmt(bold=True, font_size=10, align="right", valign="vcenter"))
-    _, h_in, w_in = src.values.shape
-    cells: dict[str, tuple[str, str]] = {}
-    sheet.roles.update(("param", "output", "input"))
     values = {"s": op.stride, "p": op.padding, "outpad": op.output_padding, "d": op.dilation}
-    for n, key in enumerate(SIZE_KEYS):
-        c = left + 1 + n
-        ws.write_string(top, c, SIZE_HEADINGS[key], head_fmt)
-        hw = []
-        for axis in (0, 1):
-            r = top + 1 + axis
-            hw.append(a1(r, c))
-            if key == "in":
-                f = fx.rows_of(first, last) if axis == 0 else fx.columns_of(first, last)
-                ws.write_formula(r, c, f, style.cell(b, "input", "0"), (h_in, w_in)[axis])
-            elif key == "k":
-                f = fx.rows_of(kf, kl) if axis == 0 else fx.columns_of(kf, kl)
-                ws.write_formula(r, c, f, style.cell(b, "kernel", "0"), kernel[axis])
-            elif key == "out":
-                i, k, s, p, o, d = (cells[x][axis] for x in ("in", "k", "s", "p", "outpad", "d"))
-                ws.write_formula(r, c, fx.conv_transpose_out_size(i, k, s, p, o, d),
-                                 style.cell(b, "output", "0", bold=True), (out_grids[0].height, out_grids[0].width)[axis])
-            else:
-                ws.write_number(r, c, values[key][axis], param)
-        cells[key] = (hw[0], hw[1])
-        sheet.note(top + 1, c, SIZE_NOTES[key])
-    for axis, suffix in ((0, "h"), (1, "w")):
-        b.record(f"{op.name}_size_{suffix}", "size", sheet.spec.sheet,
-                 [Grid(top + 1 + axis, left + 1 + n, 1, 1) for n in range(len(SIZE_KEYS))],
-                 rows=list(SIZE_KEYS), output=op.name, axis=axis)
-    sheet.grid_rows.update(range(top, top + 3))
-    sheet.max_col = max(sheet.max_col, left + len(SIZE_KEYS))
-    sheet.row = max(sheet.row, top + 4)
+
+    def param(key: str, axis: int, r: int, c: int) -> None:
+        sheet.ws.write_number(r, c, values[key][axis], style.cell(sheet.book, "param", "0"))
+
+    def out(cells: dict[str, tuple[str, str]], axis: int) -> str:
+        i, k, s, p, o, d = (cells[x][axis] for x in ("in", "k", "s", "p", "outpad", "d"))
+        return fx.conv_transpose_out_size(i, k, s, p, o, d)
+
+    panels.size_columns(sheet, op.name, src, out_grids, kernel, kernel_grid, SIZE_KEYS, top, left, SIZE_HEADINGS,
+                        SIZE_NOTES.__getitem__, param, out)
 
 
 def trace(sheet: ConvSheet, op: ConvTranspose, src: Placed, spread: Placed, flipped: dict[str, list[Grid]],
