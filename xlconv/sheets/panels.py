@@ -16,7 +16,7 @@ import numpy as np
 from xlconv import formulas as fx
 from xlconv import reference as ref
 from xlconv.cells import Grid, a1
-from xlconv.model import Conv, Pool
+from xlconv.model import Conv, ConvTranspose, Pool
 from xlconv.sheets import style
 
 if TYPE_CHECKING:
@@ -286,9 +286,20 @@ def trace(sheet: ConvSheet, op: Conv, window_src: Placed, kernels: dict[str, lis
     for o, g in enumerate(out_grids):
         which = f"{o_ref}={o + 1}" if n_out > 1 else None
         sheet.highlight(g, k, fx.is_cell(g.top + 1, g.left + 1, r_ref, c_ref, which))
-    # The result column, right of the last products grid.
-    left = placed[-1][0].right + 2
-    row = placed[0][0].top
+    sum_up(sheet, k, op, products, win0, kvals, in_names, bias_cells, out_grids, picks, pick_grids, (o0, r0, c0),
+           placed[-1][0].right + 2, placed[0][0].top,
+           "The sum of the products (plus the bias) equals the output cell: that is all a convolution computes. Use "
+           "Excel to verify!")
+
+
+def sum_up(sheet: ConvSheet, k: int, op: Conv | ConvTranspose, products: list[Grid], win0: np.ndarray,
+           kvals: np.ndarray, in_names: list[str], bias_cells: list[Grid] | None, out_grids: list[Grid],
+           picks: dict[str, str], pick_grids: dict[str, Grid], pick: Pick, left: int, row: int, note: str) -> None:
+    """The result column of a conv's (or transposed conv's) step panel, at (row, left): each channel's sum of
+    products, the bias, their total, the picked output cell read from its map, and a check that they are equal."""
+    o0, r0, c0 = pick
+    o_ref, r_ref, c_ref = picks["filter"], picks["row"], picks["column"]
+    n_out, c_in = len(op.weight), len(products)
     per_channel = [float((win0[ch] * kvals[ch]).sum()) for ch in range(c_in)]
     bias_val = op.bias[o0] if op.bias else 0.0
     total = sum(per_channel) + bias_val
@@ -301,6 +312,7 @@ def trace(sheet: ConvSheet, op: Conv, window_src: Placed, kernels: dict[str, lis
                             panel=alone))
         row += 1
     if bias_cells:
+        assert op.bias is not None, "bias cells are drawn only for an op with a bias"
         bias_formula = (fx.choose(o_ref, [g.cell(0, 0, absolute=True) for g in bias_cells]) if n_out > 1
                         else fx.copy(bias_cells[0].cell(0, 0, absolute=True)))
         sums.append(_result(sheet, k, row, left, "+ bias", bias_formula, bias_val, "bias",
@@ -313,13 +325,11 @@ def trace(sheet: ConvSheet, op: Conv, window_src: Placed, kernels: dict[str, lis
         row += 1
     chosen = (fx.choose(o_ref, [fx.index(g.ref(absolute=True), r_ref, c_ref)[1:] for g in out_grids]) if n_out > 1
               else fx.index(out_grids[0].ref(absolute=True), r_ref, c_ref))
-    label = "the picked output cell"
-    chosen_ref = _result(sheet, k, row, left, label, chosen, float(sheet.values[op.name][o0, r0, c0]), "output", nf,
-                         panel=True)
+    chosen_ref = _result(sheet, k, row, left, "the picked output cell", chosen,
+                         float(sheet.values[op.name][o0, r0, c0]), "output", nf, panel=True)
     row += 1
     _result(sheet, k, row, left, "check", fx.equal_check(total_ref, chosen_ref), "= equal", "param", "@")
-    sheet.note(row, left + 3, "The sum of the products (plus the bias) equals the output cell: that is all a "
-                              "convolution computes. Use Excel to verify!")
+    sheet.note(row, left + 3, note)
     sheet.book.record(f"{op.name}_trace", "trace", sheet.spec.sheet,
                       [pick_grids["filter"], pick_grids["row"], pick_grids["column"], _cell(total_ref),
                        _cell(chosen_ref)], output=op.name, cells=["filter", "row", "column", "total", "output"])

@@ -392,41 +392,7 @@ def trace(sheet: ConvSheet, op: ConvTranspose, src: Placed, spread: Placed, flip
                 sheet.highlight(g, k, fx.picked(o_ref, o + 1))
     for o, g in enumerate(out_grids):
         sheet.highlight(g, k, fx.is_cell(g.top + 1, g.left + 1, r_ref, c_ref, f"{o_ref}={o + 1}" if n_out > 1 else None))
-    left = placed[-1][0].right + 2
-    row = placed[0][0].top
-    per_channel = [float((win0[ch] * kvals[ch]).sum()) for ch in range(c_in)]
-    bias_val = op.bias[o0] if op.bias else 0.0
-    total = sum(per_channel) + bias_val
-    nf = style.num_format(np.array(per_channel + [total]))
-    sums: list[str] = []
-    alone = c_in == 1 and not bias_cells
-    for ch, pg in enumerate(products):
-        text = f"sum of products, {in_names[ch]}" if c_in > 1 else "sum of products"
-        sums.append(panels._result(sheet, k, row, left, text, fx.total([pg.ref()]), per_channel[ch], "product", nf,
-                                   panel=alone))
-        row += 1
-    if bias_cells:
-        assert op.bias is not None
-        bias_formula = (fx.choose(o_ref, [g.cell(0, 0, absolute=True) for g in bias_cells]) if n_out > 1
-                        else fx.copy(bias_cells[0].cell(0, 0, absolute=True)))
-        sums.append(panels._result(sheet, k, row, left, "+ bias", bias_formula, bias_val, "bias",
-                                   style.num_format(np.array(op.bias))))
-        row += 1
-    if alone:
-        total_ref = sums[0]
-    else:
-        total_ref = panels._result(sheet, k, row, left, "= total", fx.total(sums), total, "output", nf, panel=True)
-        row += 1
-    chosen = (fx.choose(o_ref, [fx.index(g.ref(absolute=True), r_ref, c_ref)[1:] for g in out_grids]) if n_out > 1
-              else fx.index(out_grids[0].ref(absolute=True), r_ref, c_ref))
-    chosen_ref = panels._result(sheet, k, row, left, "the picked output cell", chosen,
-                                float(sheet.values[op.name][o0, r0, c0]), "output", nf, panel=True)
-    row += 1
-    panels._result(sheet, k, row, left, "check", fx.equal_check(total_ref, chosen_ref), "= equal", "param", "@")
-    sheet.note(row, left + 3, "The sum of the products (plus the bias) equals the output cell: the transposed "
-                              "convolution is an ordinary convolution of the spread input with the flipped filter. "
-                              "Use Excel to verify!")
-    b.record(f"{op.name}_trace", "trace", sheet.spec.sheet,
-             [pick_grids["filter"], pick_grids["row"], pick_grids["column"], panels._cell(total_ref),
-              panels._cell(chosen_ref)], output=op.name, cells=["filter", "row", "column", "total", "output"])
-    panels._close(sheet, k, left + 3, row)
+    panels.sum_up(sheet, k, op, products, win0, kvals, in_names, bias_cells, out_grids, picks, pick_grids,
+                  (o0, r0, c0), placed[-1][0].right + 2, placed[0][0].top,
+                  "The sum of the products (plus the bias) equals the output cell: the transposed convolution is an "
+                  "ordinary convolution of the spread input with the flipped filter. Use Excel to verify!")
