@@ -117,3 +117,32 @@ def test_random_convolutions_and_poolings_agree_with_torch(batch):
                     picked = block(wb, info["output"])[int(filt) - 1, int(row) - 1, int(col) - 1]
                     assert total == pytest.approx(picked, abs=1e-9), (Path(path).name, name, ops)
                     assert chosen == pytest.approx(picked, abs=1e-9), (Path(path).name, name, ops)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_the_taps_of_one_output_cell_add_up_to_torch_s_conv_and_transposed_conv(data):
+    # reference.conv_taps and conv_transpose_taps name the products of one output cell (the self-checks spell them
+    # out when a conv reads another answer, and feedback lists them): summed, they are torch's cell.
+    k = (data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4)))
+    s = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    d = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    p = (data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2)))
+    h, w = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 6))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = torch.from_numpy(rng.integers(-5, 6, (1, 1, h, w)).astype(np.float64))
+    wt = torch.from_numpy(rng.integers(-3, 4, (1, 1, *k)).astype(np.float64))
+    span = [d[a] * (k[a] - 1) + 1 for a in (0, 1)]
+    cases = []
+    if h + 2 * p[0] >= span[0] and w + 2 * p[1] >= span[1]:
+        cases.append((ref.conv_taps, F.conv2d(x, wt, stride=s, padding=p, dilation=d)))
+    op = (data.draw(st.integers(0, max(s[0], d[0]) - 1)), data.draw(st.integers(0, max(s[1], d[1]) - 1)))
+    if all(ref.conv_transpose_out_size(n, k[a], s[a], p[a], op[a], d[a]) > 0 for a, n in ((0, h), (1, w))):
+        cases.append((ref.conv_transpose_taps, F.conv_transpose2d(x, wt, stride=s, padding=p, output_padding=op,
+                                                                  dilation=d)))
+    for taps, want in cases:
+        want = want.numpy()[0, 0]
+        for i in range(want.shape[0]):
+            for j in range(want.shape[1]):
+                got = sum(float(x[0, 0, a, b] * wt[0, 0, u, v]) for a, b, u, v in taps(i, j, k, s, p, d, (h, w)))
+                assert got == want[i, j], (taps.__name__, i, j)

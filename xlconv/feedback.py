@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from xlconv import record
+from xlconv import reference as ref
 from xlconv.book import Book
 from xlconv.cells import Grid
 from xlconv.errors import WorkbookError
@@ -167,20 +168,9 @@ def explain(block: record.Block, c: int, i: int, j: int, right: float, by_name: 
 def transpose_taps(p: record.ConvTransposeParams, inputs: Sequence[tuple[int, int]], kh: int, kw: int, i: int,
                    j: int) -> list[tuple[int, int, int, int, int]]:
     """The (channel, input row, input column, kernel row, kernel column) whose products F.conv_transpose2d adds
-    into output cell (i, j): input cell (a, b) lands its kernel tap (u, v) on (a*stride - padding + u*dilation, ...);
-    inputs gives each input channel's (height, width)."""
-    (sh, sw), (ph, pw), (dh, dw) = p.stride, p.padding, p.dilation
-    out = []
-    for ch, (h, w) in enumerate(inputs):
-        for u in range(kh):
-            a, off = divmod(i + ph - u * dh, sh)
-            if off or not 0 <= a < h:
-                continue
-            for v in range(kw):
-                b, off = divmod(j + pw - v * dw, sw)
-                if not off and 0 <= b < w:
-                    out.append((ch, a, b, u, v))
-    return out
+    into output cell (i, j); inputs gives each input channel's (height, width)."""
+    return [(ch, *tap) for ch, size in enumerate(inputs)
+            for tap in ref.conv_transpose_taps(i, j, (kh, kw), p.stride, p.padding, p.dilation, size)]
 
 
 # --- why an answer is right or wrong -----------------------------------------------------------------------

@@ -93,6 +93,35 @@ def conv_transpose2d(x: np.ndarray, weight: np.ndarray, bias: ArrayLike | None =
     return out
 
 
+Tap = tuple[int, int, int, int]  # (input row, input column, kernel row, kernel column)
+
+
+def conv_taps(i: int, j: int, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
+              size: Pair) -> list[Tap]:
+    """The products F.conv2d adds into output cell (i, j) of one input channel of the given (height, width): each
+    kernel tap with the input cell under it, in kernel order, taps on the padding left out (they add 0)."""
+    return [(i * stride[0] + u * dilation[0] - padding[0], j * stride[1] + v * dilation[1] - padding[1], u, v)
+            for u in range(kernel_size[0]) for v in range(kernel_size[1])
+            if 0 <= i * stride[0] + u * dilation[0] - padding[0] < size[0]
+            and 0 <= j * stride[1] + v * dilation[1] - padding[1] < size[1]]
+
+
+def conv_transpose_taps(i: int, j: int, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
+                        size: Pair) -> list[Tap]:
+    """The products F.conv_transpose2d adds into output cell (i, j) of one input channel of the given (height,
+    width), in kernel order: input cell (a, b) lands kernel tap (u, v) on (a*stride - padding + u*dilation, ...)."""
+    out = []
+    for u in range(kernel_size[0]):
+        a, off = divmod(i + padding[0] - u * dilation[0], stride[0])
+        if off or not 0 <= a < size[0]:
+            continue
+        for v in range(kernel_size[1]):
+            b, off = divmod(j + padding[1] - v * dilation[1], stride[1])
+            if not off and 0 <= b < size[1]:
+                out.append((a, b, u, v))
+    return out
+
+
 def spread_border(kernel_size: int, padding: int, dilation: int = 1) -> int:
     """Zeros around the spread input of a transposed convolution taught as a convolution: d(k - 1) - p (negative:
     that many cells are cropped instead)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from xlconv import formulas as fx
+from xlconv import reference as ref
 from xlconv.book import check_formula
 from xlconv.cells import Grid, a1
 from xlconv.model import Conv, ConvTranspose, Op, Pool
@@ -116,20 +117,7 @@ def conv_expr(sheet: ConvSheet, op: Conv, oc: int, i: int, j: int) -> str:
         wins = [wg.window(r0, c0, eh, ew).ref(absolute=True) for wg in window_src.grids]
         return fx.conv(wins, [kg.ref(absolute=True) for kg in kernels[op.weight[oc]]], bias)[1:]
     # The input is another answer: expand it tap by tap, so the check never trusts the student's cells.
-    c_in, h, w = sheet.values[op.input].shape
-    raw = sheet.placed[op.weight[oc]].grids
-    kh, kw = raw[0].height, raw[0].width
-    terms = []
-    for c in range(c_in):
-        for a in range(kh):
-            for bb in range(kw):
-                ii = i * op.stride[0] + a * op.dilation[0] - op.padding[0]
-                jj = j * op.stride[1] + bb * op.dilation[1] - op.padding[1]
-                if 0 <= ii < h and 0 <= jj < w:
-                    terms.append(f"{raw[c].cell(a, bb, absolute=True)}*({expr(sheet, op.input, c, ii, jj)})")
-    if bias:
-        terms.append(bias)
-    return "+".join(terms) or "0"
+    return _tap_sum(sheet, op, oc, ref.conv_taps, bias, i, j)
 
 
 def transpose_expr(sheet: ConvSheet, op: ConvTranspose, oc: int, i: int, j: int) -> str:
@@ -141,21 +129,19 @@ def transpose_expr(sheet: ConvSheet, op: ConvTranspose, oc: int, i: int, j: int)
     if op.input not in sheet.ops_by_name:
         wins = [sg.window(i, j, eh, ew).ref(absolute=True) for sg in spread.grids]
         return fx.conv(wins, [kg.ref(absolute=True) for kg in flipped[op.weight[oc]]], bias)[1:]
+    return _tap_sum(sheet, op, oc, ref.conv_transpose_taps, bias, i, j)
+
+
+def _tap_sum(sheet: ConvSheet, op: Conv | ConvTranspose, oc: int, taps: Callable[..., list[ref.Tap]],
+             bias: str | None, i: int, j: int) -> str:
+    """Output cell (i, j) of filter oc as the sum of its products, each input cell an expression of typed cells
+    (expr), so that a check never trusts the student's cells; taps (reference.conv_taps or conv_transpose_taps)
+    says which products."""
     c_in, h, w = sheet.values[op.input].shape
     raw = sheet.placed[op.weight[oc]].grids
-    kh, kw = raw[0].height, raw[0].width
-    terms = []
-    for c in range(c_in):
-        for a in range(kh):
-            for bb in range(kw):
-                # input cell (ii, jj) adds weight[a, bb] times itself at (ii*s - p + a*d, jj*s - p + bb*d)
-                ti = i + op.padding[0] - a * op.dilation[0]
-                tj = j + op.padding[1] - bb * op.dilation[1]
-                if ti % op.stride[0] or tj % op.stride[1]:
-                    continue
-                ii, jj = ti // op.stride[0], tj // op.stride[1]
-                if 0 <= ii < h and 0 <= jj < w:
-                    terms.append(f"{raw[c].cell(a, bb, absolute=True)}*({expr(sheet, op.input, c, ii, jj)})")
+    size = (raw[0].height, raw[0].width)
+    terms = [f"{raw[c].cell(u, v, absolute=True)}*({expr(sheet, op.input, c, a, b)})" for c in range(c_in)
+             for a, b, u, v in taps(i, j, size, op.stride, op.padding, op.dilation, (h, w))]
     if bias:
         terms.append(bias)
     return "+".join(terms) or "0"
