@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from cli_helpers import build_spec, refused_spec
 
 GOOD = """\
 title = "t"
@@ -48,31 +49,15 @@ BAD = [
 ]
 
 
-def run_build(tmp_path, text):
-    spec = tmp_path / "x.toml"
-    spec.write_text(text)
-    out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "xlconv", "build", str(spec), "-o", str(out)],
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    return proc, spec, out
-
-
 def test_the_good_spec_builds(tmp_path):
-    proc, _, out = run_build(tmp_path, GOOD)
+    proc, _, out = build_spec(tmp_path, GOOD)
     assert proc.returncode == 0, proc.stderr
     assert (out / "x.xlsx").exists()
 
 
 @pytest.mark.parametrize("what, text, message", BAD, ids=[b[0] for b in BAD])
 def test_bad_spec_is_one_line_exit_2_no_file(tmp_path, what, text, message):
-    proc, spec, out = run_build(tmp_path, text)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"xlconv: {spec}: "), lines[0]
-    assert message in lines[0]
-    assert "Traceback" not in proc.stderr
-    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+    refused_spec(tmp_path, text, message)
 
 
 def test_a_bad_spec_among_good_ones_writes_nothing(tmp_path):
@@ -91,7 +76,7 @@ def test_formula_past_excels_limit_is_refused(tmp_path):
     channels = "[" + ",".join(["[[1,0,1],[0,1,0],[1,0,1]]"] * 300) + "]"
     text = f'title = "t"\n[grids.image]\nvalues = {channels}\n[grids.k]\nvalues = {channels}\n' \
            '[[conv]]\nname = "out"\ninput = "image"\nweight = "k"\n'
-    proc, spec, out = run_build(tmp_path, text)
+    proc, spec, out = build_spec(tmp_path, text)
     assert proc.returncode == 2, proc.stderr
     assert "past Excel's limit of 8192" in proc.stderr and str(spec) in proc.stderr
     assert not out.exists() or not any(out.iterdir())
@@ -106,10 +91,10 @@ def test_unknown_builtin_name(tmp_path):
 
 def test_csv_grid(tmp_path):
     (tmp_path / "img.csv").write_text("1,0,1\n0,1,0\n1,0,1\n")
-    proc, _, out = run_build(tmp_path, GOOD.replace("values = [[1, 0, 1], [0, 1, 0], [1, 0, 1]]", 'csv = "img.csv"'))
+    proc, _, out = build_spec(tmp_path, GOOD.replace("values = [[1, 0, 1], [0, 1, 0], [1, 0, 1]]", 'csv = "img.csv"'))
     assert proc.returncode == 0, proc.stderr
     (tmp_path / "img.csv").write_text("1,0,1\n0,x,0\n1,0,1\n")
-    proc, spec, _ = run_build(tmp_path, GOOD.replace("values = [[1, 0, 1], [0, 1, 0], [1, 0, 1]]",
+    proc, spec, _ = build_spec(tmp_path, GOOD.replace("values = [[1, 0, 1], [0, 1, 0], [1, 0, 1]]",
                                                      'csv = "img.csv"'))
     assert proc.returncode == 2 and "grids.image.csv" in proc.stderr and "row 2" in proc.stderr
 
@@ -120,12 +105,12 @@ def test_a_conv_may_follow_a_pool(tmp_path):
         '[[conv]]\nname = "after"\ninput = "pooled"\nweight = "kk"\n' \
         '[[pool]]\nname = "pooled"\ninput = "out"\nkernel_size = 1\n' \
         '[grids.kk]\nvalues = [[2]]\n'
-    proc, _, out = run_build(tmp_path, text)
+    proc, _, out = build_spec(tmp_path, text)
     assert proc.returncode == 0, proc.stderr
 
 
 def test_ops_that_read_each_other_in_a_circle(tmp_path):
     text = GOOD.replace('input = "image"', 'input = "p"') + '[[pool]]\nname = "p"\ninput = "out"\nkernel_size = 1\n'
-    proc, spec, _ = run_build(tmp_path, text)
+    proc, spec, _ = build_spec(tmp_path, text)
     assert proc.returncode == 2
     assert "conv[0].input 'p' is not a grid or an op (or its inputs go round in a circle)" in proc.stderr

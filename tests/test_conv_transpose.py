@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from blocks import block, records
+from cli_helpers import refused_spec
 from conftest import recalculated_values
 from exercise_helpers import fill, save_through_libreoffice, write_roster
 from hypothesis import HealthCheck, Phase, given, settings
@@ -284,16 +285,7 @@ BAD = [
 
 @pytest.mark.parametrize("what, text, message", BAD, ids=[b[0] for b in BAD])
 def test_bad_spec_is_one_line_exit_2_no_file(tmp_path, what, text, message):
-    spec = tmp_path / "x.toml"
-    spec.write_text(text)
-    out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "xlconv", "build", str(spec), "-o", str(out)],
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"xlconv: {spec}: "), proc.stderr
-    assert message in lines[0]
-    assert not out.exists() or not any(out.iterdir())
+    refused_spec(tmp_path, text, message)
 
 
 def test_the_good_spec_builds_and_torch_agrees_on_the_refusals(tmp_path):

@@ -15,6 +15,7 @@ import pytest
 from openpyxl import load_workbook
 from PIL import Image
 
+from cli_helpers import one_line_error, run_cli
 from xlconv import cli
 from xlconv.build import build
 from xlconv.exercise import exercise
@@ -23,20 +24,6 @@ from xlconv.verify import check
 
 GOOD = ('title = "t"\n[grids.image]\nvalues = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]\n[grids.k]\nvalues = [[1, 0], [0, 1]]\n'
         '[[conv]]\nname = "out"\ninput = "image"\nweight = "k"\n')
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xlconv", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xlconv: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for w in words:
-        assert w in lines[0], (w, lines[0])
 
 
 def leftovers(folder: Path) -> list[str]:

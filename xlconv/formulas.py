@@ -58,14 +58,10 @@ def columns_of(first: str, last: str) -> str:
 def out_size(h_in: str, kernel_size: str, stride: str, padding: str, dilation: str,
              ceil_mode: str | None = None) -> str:
     """torch's output length: INT((H_in + 2p - d(k-1) - 1)/s) + 1, with pooling's ceil_mode rule if given."""
+    if ceil_mode is not None:
+        return pool_out_size(h_in, kernel_size, stride, padding, dilation, ceil_mode)
     span = f"{h_in}+2*{padding}-{dilation}*({kernel_size}-1)-1"
-    floor = f"INT(({span})/{stride})+1"
-    if ceil_mode is None:
-        return f"={floor}"
-    ceil = f"INT(({span}+{stride}-1)/{stride})+1"
-    # torch drops a last window that would start past the input and its left padding.
-    ceil_fixed = f"{ceil}-IF(INT(({span}+{stride}-1)/{stride})*{stride}>={h_in}+{padding},1,0)"
-    return f"=IF({ceil_mode},{ceil_fixed},{floor})"
+    return f"=INT(({span})/{stride})+1"
 
 
 def conv_transpose_out_size(h_in: str, kernel_size: str, stride: str, padding: str, output_padding: str,
