@@ -78,6 +78,6 @@ def test_grade_of_only_hostile_files_still_writes_a_gradebook(tmp_path, capsys):
     bad = tmp_path / "bad.xlsx"
     bad.write_bytes(b"PK\x03\x04garbage")
     assert main(["grade", str(bad), "--key", str(tmp_path / "ex"), "-o", str(tmp_path / "gb.xlsx")]) == 0
-    df = pd.read_excel(tmp_path / "gb.xlsx", sheet_name="gradebook")
+    df = pd.read_excel(tmp_path / "gb.xlsx", sheet_name="gradebook", engine="openpyxl")
     assert df["status"].tolist() == ["truncated"]
     assert Path(tmp_path / "gb.xlsx").exists()
