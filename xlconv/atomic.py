@@ -38,6 +38,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def in_folder(path: str | Path) -> Iterator[Path]:
+    """path itself, removed if the block fails: for a file inside a folder atomic_folder made, which appears whole
+    (a temporary name per file would only cost a file creation and a rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield target
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """A temporary folder beside path whose files, if the block succeeds, are moved into path (made if needed);
     if it fails, the temporary folder goes and path keeps what it had."""

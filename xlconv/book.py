@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
 import re
@@ -12,7 +11,7 @@ from io import BytesIO, StringIO
 from pathlib import Path
 from types import TracebackType
 from zipfile import ZIP64_LIMIT, ZIP_DEFLATED, ZipFile, ZipInfo
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import xlsxwriter
 from xlsxwriter.comments import Comments, CommentType
@@ -26,7 +25,7 @@ from xlsxwriter.worksheet import (CellBlankTuple, CellFormulaTuple, CellNumberTu
 
 from xlconv import record
 from xlconv._version import __version__
-from xlconv.atomic import atomic_path
+from xlconv.atomic import atomic_path, in_folder
 from xlconv.cells import MAX_FORMULA_CHARS, Grid
 from xlconv.errors import SpecError
 
@@ -47,6 +46,15 @@ _CF_XML: dict[tuple[str, str], str] = {}  # a sheet's conditional-format rules -
 _SI_XML: dict[str, str] = {}  # a shared string -> its <si> element
 
 
+def _keep(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> Any:
+    """cache[key] = value, the cache emptied first when it holds limit entries (the caches below serve the variants
+    of one exercise; a huge workbook's entries rarely repeat, so they are bounded rather than kept); returns value."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def _captured(writer: Any, write: Callable[[], None]) -> str:
     """What write() writes to writer's XML output, returned instead of written."""
     fh = writer.fh
@@ -65,9 +73,7 @@ def _write_once(writer: Any, cache: dict[Any, str], key: Any, write: Callable[[]
     if text is None:
         text = _captured(writer, write)
         if key is not None:
-            if len(cache) >= limit:
-                cache.clear()
-            cache[key] = text
+            _keep(cache, key, text, limit)
     writer.fh.write(text)
 
 
@@ -90,11 +96,6 @@ class _Worksheet(Worksheet):
     an exercise writes the same formulas in every variant, so that preparation (a pure function of the text
     and the future-functions flag) was most of a variant's time.
     """
-
-    dim_rowmin: Any  # declared here for mypy, which cannot infer them from XlsxWriter's __init__
-    dim_rowmax: Any
-    dim_colmin: Any
-    dim_colmax: Any
 
     # XlsxWriter escapes every attribute and text of the sheet's XML through a regular expression, and the
     # numbers (most attributes) only by catching the TypeError it raises; these fast paths return what it
@@ -183,18 +184,8 @@ class _Worksheet(Worksheet):
 
     def _fast(self, row: Any, col: Any) -> bool:
         """Whether (row, col) is a plain in-bounds cell of an in-memory sheet; if so, its dimensions are noted."""
-        if (type(row) is not int or type(col) is not int or self.constant_memory
-                or not (0 <= row < self.xls_rowmax and 0 <= col < self.xls_colmax)):
-            return False
-        if self.dim_rowmin is None or row < self.dim_rowmin:
-            self.dim_rowmin = row
-        if self.dim_rowmax is None or row > self.dim_rowmax:
-            self.dim_rowmax = row
-        if self.dim_colmin is None or col < self.dim_colmin:
-            self.dim_colmin = col
-        if self.dim_colmax is None or col > self.dim_colmax:
-            self.dim_colmax = col
-        return True
+        return (type(row) is int and type(col) is int and not self.constant_memory
+                and self._check_dimensions(row, col) == 0)
 
     def write_number(self, row: Any, col: Any, *args: Any, **kwargs: Any) -> Any:
         number: Any = args[0] if args else None
@@ -214,9 +205,7 @@ class _Worksheet(Worksheet):
             if (not formula or re_dynamic_function.search(formula)
                     or (formula.startswith("{") and formula.endswith("}"))):
                 return super().write_formula(row, col, *args, **kwargs)
-            if len(_PLAIN_FORMULAS) >= _PREPARED_MAX:
-                _PLAIN_FORMULAS.clear()
-            prepared = _PLAIN_FORMULAS[key] = self._prepare_formula(formula)
+            prepared = _keep(_PLAIN_FORMULAS, key, self._prepare_formula(formula), _PREPARED_MAX)
         if not self._fast(row, col):
             return super().write_formula(row, col, *args, **kwargs)
         self.table[row][col] = CellFormulaTuple(prepared, args[1] if len(args) > 1 else None,
@@ -277,11 +266,9 @@ class _Worksheet(Worksheet):
         if proto is None or not self._fast(row, col):
             done = super().write_comment(*args)
             if done == 0 and key is not None:
-                if len(_COMMENTS) >= 10_000:
-                    _COMMENTS.clear()
                 made = self.comments[row][col]
                 made._xlconv_made = key
-                _COMMENTS[key] = proto = CommentType.__new__(CommentType)
+                proto = _keep(_COMMENTS, key, CommentType.__new__(CommentType), 10_000)
                 proto.__dict__.update(made.__dict__)
             return done
         self.has_vml = True
@@ -313,9 +300,7 @@ class _Worksheet(Worksheet):
                 cell_range, stored = next((r, rules[-1]) for r, rules in reversed(self.cond_formats.items())
                                           if rules and rules[-1].get("priority") == count)
                 if not stored.get("is_data_bar_2010"):
-                    if len(_RULES) >= 10_000:
-                        _RULES.clear()
-                    _RULES[key] = (cell_range, dict(stored))
+                    _keep(_RULES, key, (cell_range, dict(stored)), 10_000)
             return status
         cell_range, stored = done
         rule = dict(stored)
@@ -351,9 +336,7 @@ class _Worksheet(Worksheet):
         if done is None:
             done = super()._comment_vertices(comment)
             if key is not None:
-                if len(_VERTICES) >= 10_000:
-                    _VERTICES.clear()
-                _VERTICES[key] = list(done)
+                _keep(_VERTICES, key, list(done), 10_000)
         return list(done)
 
     def _write_conditional_formats(self) -> None:
@@ -367,9 +350,7 @@ class _Worksheet(Worksheet):
         key = (formula, bool(expand_future_functions or self.use_future_functions))
         done = _PREPARED.get(key)
         if done is None:
-            if len(_PREPARED) >= _PREPARED_MAX:
-                _PREPARED.clear()  # a huge workbook's formulas rarely repeat: bound the memory, keep the speed
-            done = _PREPARED[key] = super()._prepare_formula(formula, expand_future_functions)
+            done = _keep(_PREPARED, key, super()._prepare_formula(formula, expand_future_functions), _PREPARED_MAX)
         return done
 
 
@@ -413,9 +394,7 @@ class _Packager(Packager):
         if key is not None and len(self.filenames) == count + 1:
             fh, name, is_binary = self.filenames[-1]
             if not is_binary:
-                if len(_NAMED_PARTS) >= 64:
-                    _NAMED_PARTS.clear()
-                _NAMED_PARTS[key] = (name, fh.getvalue())
+                _keep(_NAMED_PARTS, key, (name, fh.getvalue()), 64)
 
     def _write_app_file(self) -> None:
         wb = self.workbook
@@ -517,9 +496,7 @@ def _part(key: tuple[Any, ...], write: Callable[[StringIO], None]) -> str:
     if text is None:
         fh = StringIO()
         write(fh)
-        if len(_PARTS) >= 64:
-            _PARTS.clear()
-        text = _PARTS[key] = fh.getvalue()
+        text = _keep(_PARTS, key, fh.getvalue(), 64)
     return text
 
 
@@ -554,7 +531,7 @@ def _deflated(data: bytes) -> tuple[bytes, int]:
 
 
 def _write_member(zf: ZipFile, zinfo: ZipInfo, data: bytes) -> None:
-    """zf.writestr(zinfo, data) for a deflated member of a zip file on disk, with the deflated bytes from _deflated:
+    """zf.writestr(zinfo, data) for a deflated member of a zip file being written, with the deflated bytes from _deflated:
     the same header (as ZipFile writes it once the sizes and CRC are known), data and directory entry."""
     fp: Any = zf.fp
     if (zf._writing or not zf._seekable or zinfo.compress_type != ZIP_DEFLATED  # type: ignore[attr-defined]
@@ -600,10 +577,7 @@ class _Workbook(xlsxwriter.Workbook):
             if super().define_name(name, formula) != 0:
                 return -1
             assert len(self.defined_names) == count + 1
-            done = list(self.defined_names[-1])
-            if len(_NAMES) >= 10_000:
-                _NAMES.clear()
-            _NAMES[(name, formula)] = done
+            _keep(_NAMES, (name, formula), list(self.defined_names[-1]), 10_000)
             return 0
         self.defined_names.append(list(done))
         return 0
@@ -628,9 +602,7 @@ class _Workbook(xlsxwriter.Workbook):
             # after add_format: Book.fmt hands the same Format to every cell that asks for these properties).
             proto._get_format_key()
             proto._xlconv_props = key  # what _styles_key knows the format by
-            if len(_FORMATS) >= 1000:
-                _FORMATS.clear()
-            _FORMATS[key] = proto
+            _keep(_FORMATS, key, proto, 1000)
         made = Format.__new__(Format)
         made.__dict__.update(proto.__dict__)
         made.xf_format_indices = self.xf_format_indices
@@ -675,26 +647,14 @@ class _Workbook(xlsxwriter.Workbook):
             fh.write(out.getbuffer())
 
 
-@contextlib.contextmanager
-def _in_place(path: Path) -> Iterator[Path]:
-    """path itself, removed if the block fails (the atomic_path of a file in a folder made atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        yield path
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
 class Book:
     """An .xlsx being written to a temporary file that becomes the real one only on success."""
 
     def __init__(self, path: str | Path, title: str, constant_memory: bool = False, tolerance: float = 1e-6,
                  atomic: bool = True):
-        """atomic False: write path itself, for a caller whose whole folder appears at once (exercise's
-        atomic_folder), where a temporary name per file would only cost a file creation and a rename."""
+        """atomic False: write path itself (atomic.in_folder), for a file in a folder that appears whole."""
         self.path = Path(path)
-        self._atomic = atomic_path(self.path) if atomic else _in_place(self.path)
+        self._atomic = atomic_path(self.path) if atomic else in_folder(self.path)
         self.tmp = self._atomic.__enter__()
         # in_memory: the parts are zipped from memory rather than from one temporary file each (XlsxWriter's
         # default), which cost more than writing a small workbook; constant_memory streams rows to disk instead.
