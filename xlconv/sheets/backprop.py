@@ -152,8 +152,8 @@ class GradSheet(ConvSheet):
             pass
         # The channels as the forward sheet names them: a conv's outputs (and the ReLU and pooling of them) are the
         # lecture's "Filter 1", "Filter 2", ...; an image's are "channel 0", ...
-        names = self.band_labels(name) if name in self.ops_by_name or name in self.placed else []
-        if len(names) != c:
+        names = self.band_labels(name)
+        if len(names) != c:  # drawn in another shape (a vector as a row or a column)
             names = [f"channel {k}" for k in range(c)] if c > 1 else [""]
         return (label, names, (h, w))
 
