@@ -77,11 +77,11 @@ def normalized_input(data: Run) -> np.ndarray:
 
 
 def padded_input(data: Run) -> np.ndarray:
-    """The pre-processed photo with conv1's ring of zeros: (C, padded, padded) float32."""
+    """conv1's input cells with their ring of zeros, the values they hold (normalized_input): (C, padded, padded)."""
     geo = data.geometry
     p = geo.padding
-    out = np.zeros((geo.in_channels, geo.padded, geo.padded), dtype=np.float32)
-    out[:, p:p + geo.size, p:p + geo.size] = data.photo.tensor
+    out = np.zeros((geo.in_channels, geo.padded, geo.padded))
+    out[:, p:p + geo.size, p:p + geo.size] = normalized_input(data)
     return out
 
 

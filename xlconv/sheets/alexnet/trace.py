@@ -113,7 +113,7 @@ class TraceSheet:
         # The window, the filter and the products per channel.
         k0 = default[0]
         y0, x0 = (default[1] - 1) * S, (default[2] - 1) * S
-        win = padded_input(data).astype(np.float64)[:, y0:y0 + K, x0:x0 + K]
+        win = padded_input(data)[:, y0:y0 + K, x0:x0 + K]  # the cells' own values: the window copies them
         ker = data.weight[k0].astype(np.float64)
         weights_area = quote_sheet(SHEET_FILTERS) + "!" + L.weights_area().ref(absolute=True)
         sum_cells = []
